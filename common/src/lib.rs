@@ -1,0 +1,1 @@
+//! Shared vocabulary of both planes.

@@ -1,1 +1,206 @@
-fn main() {}
+//! The `talos` binary: parses the command line, loads the config, and wires the planes together.
+//! Everything else lives in the `common`, `engine` and `admin` crates.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use common::config::{Config, Dsn, ProcessEnv};
+use common::store::redb::RedbStore;
+use common::store::Store;
+
+/// How long shutdown waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Parser)]
+#[command(name = "talos", version, about = "API key server: issue, verify and revoke API keys")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: both planes in one process, or one of them.
+    Serve {
+        #[command(subcommand)]
+        plane: Option<ServePlane>,
+        /// Config file (YAML); TALOS_* environment variables override it.
+        #[arg(short, long, global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum ServePlane {
+    /// The admin plane only: key management, verify, health.
+    Admin,
+    /// The data plane only: verify and batch verify from the snapshot, health.
+    Check,
+    /// Alias of `check`.
+    Public,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("talos {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Serve { plane, config } => {
+            let (config, warnings) = match Config::load(config.as_deref(), &ProcessEnv) {
+                Ok(loaded) => loaded,
+                Err(errors) => {
+                    eprintln!("talos: invalid configuration:\n{errors}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(&config);
+            for warning in warnings {
+                tracing::warn!("config: {warning}");
+            }
+            match serve(Arc::new(config), plane) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("talos: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let level = match config.log.level.as_str() {
+        "debug" => tracing::Level::DEBUG,
+        "warn" => tracing::Level::WARN,
+        "error" => tracing::Level::ERROR,
+        _ => tracing::Level::INFO,
+    };
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr);
+    if config.log.format == "text" {
+        builder.with_ansi(false).init();
+    } else {
+        builder.json().init();
+    }
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match &config.db.dsn {
+        Dsn::Memory => Arc::new(RedbStore::in_memory().context("cannot create the in-memory store")?),
+        Dsn::Redb(path) => Arc::new(
+            RedbStore::open(path).with_context(|| format!("cannot open the store file {} (db.dsn)", path.display()))?,
+        ),
+        Dsn::Postgres(_) => bail!("db.dsn: PostgreSQL is not supported yet; use a redb file path or \"memory\""),
+    })
+}
+
+fn listen_addr(config: &Config) -> anyhow::Result<SocketAddr> {
+    let http = &config.serve.http;
+    let host = if http.host.contains(':') && !http.host.starts_with('[') {
+        format!("[{}]", http.host)
+    } else {
+        http.host.clone()
+    };
+    std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), http.port))
+        .with_context(|| format!("serve.http.host: cannot resolve {:?}", http.host))?
+        .next()
+        .with_context(|| format!("serve.http.host: no address for {:?}", http.host))
+}
+
+fn store_label(config: &Config) -> String {
+    match &config.db.dsn {
+        Dsn::Memory => "memory".into(),
+        Dsn::Redb(path) => format!("redb:{}", path.display()),
+        Dsn::Postgres(_) => "postgres".into(),
+    }
+}
+
+fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
+    let addr = listen_addr(&config)?;
+    let store = open_store(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("talos-admin")
+        .enable_all()
+        .build()
+        .context("cannot start the admin runtime")?;
+    match plane {
+        Some(ServePlane::Admin) => {
+            let state = admin::AdminState::new(config.clone(), store, None);
+            let service = admin::AdminService::new(state);
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (serve.http.host / serve.http.port)"))?;
+                let local = listener.local_addr()?;
+                tracing::info!(plane = "admin", addr = %local, store = %store_label(&config), "listening");
+                admin::server::serve(listener, service, shutdown_signal()).await;
+                anyhow::Ok(())
+            })?;
+        }
+        Some(ServePlane::Check | ServePlane::Public) | None => {
+            let snapshot = common::snapshot::start(
+                store.clone(),
+                config.credentials.issuer.clone(),
+                config.snapshot.refresh_interval,
+            )
+            .context("cannot load the snapshot from the store")?;
+            let keys = snapshot.load().len();
+            let (engine_plane, fallback, name) = match plane {
+                None => {
+                    let state = admin::AdminState::new(config.clone(), store.clone(), Some(snapshot.clone()));
+                    let bridge = admin::server::in_process(admin::AdminService::new(state), runtime.handle().clone());
+                    let fallback: engine::Fallback = Arc::new(bridge);
+                    (engine::Plane::All, Some(fallback), "all")
+                }
+                _ => (engine::Plane::Check, None, "check"),
+            };
+            let engine = engine::Engine::start(
+                engine::EngineConfig {
+                    addr,
+                    workers: config.serve.workers,
+                    plane: engine_plane,
+                    max_staleness: config.snapshot.max_staleness,
+                },
+                common::verify::Verifier::new(&config),
+                snapshot,
+                store,
+                fallback,
+            )
+            .with_context(|| format!("cannot listen on {addr} (serve.http.host / serve.http.port)"))?;
+            tracing::info!(
+                plane = name,
+                addr = %engine.local_addr(),
+                workers = config.serve.workers,
+                store = %store_label(&config),
+                keys,
+                "listening"
+            );
+            runtime.block_on(shutdown_signal());
+            tracing::info!("shutting down");
+            engine.shutdown(SHUTDOWN_GRACE);
+        }
+    }
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler succeeds at startup");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

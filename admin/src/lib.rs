@@ -1,1 +1,211 @@
-//! Admin plane.
+//! The admin plane: key management over the `v2alpha1` API, on tokio.
+//!
+//! Handlers are written against `http::Request<Bytes>` / `http::Response<Bytes>` and know nothing
+//! of the transport: [`server`] drives them with hyper in `talos serve admin`, and the engine's
+//! in-process bridge ([`server::in_process`]) drives them in `talos serve`. The admin plane is the
+//! only writer of keys (self-revocation aside). After each commit it wakes the snapshot refresher
+//! when one runs in the same process, and waits briefly for the new revision, so a revocation is
+//! visible on the data plane by the time the call returns.
+
+mod keys;
+mod respond;
+pub mod server;
+mod validate;
+mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::clock;
+use common::config::Config;
+use common::error::ApiError;
+use common::page_token::PageTokens;
+use common::snapshot::SnapshotCell;
+use common::store::{Store, StoreError};
+use common::verify::Verifier;
+use http::{Method, Request, Response, StatusCode};
+
+pub use common::verify::PeerAddr;
+pub use respond::SECURITY_HEADERS;
+
+/// How long a write waits for its revision to reach the in-process snapshot.
+const SNAPSHOT_SYNC_TIMEOUT: Duration = Duration::from_millis(100);
+/// Largest request body (decisions.md §5.7).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Everything the handlers share.
+pub struct AdminState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub verifier: Verifier,
+    pub page_tokens: PageTokens,
+    /// The in-process snapshot (in `talos serve`), woken after each write.
+    pub snapshot: Option<Arc<SnapshotCell>>,
+}
+
+impl AdminState {
+    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, snapshot: Option<Arc<SnapshotCell>>) -> Self {
+        let verifier = Verifier::new(&config);
+        let legacy: Vec<&[u8]> = config
+            .secrets
+            .pagination
+            .iter()
+            .flat_map(|set| std::iter::once(&set.current).chain(set.retired.iter().map(|r| &r.value)))
+            .map(|s| s.expose().as_bytes())
+            .collect();
+        let page_tokens = PageTokens::new(&verifier.keyring, clock::secs(clock::now()), &legacy);
+        Self { config, store, verifier, page_tokens, snapshot }
+    }
+
+    /// Runs a blocking store call off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&*store))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Backend(format!("store task failed: {e}"))))
+    }
+
+    /// Makes a committed revision visible to the in-process data plane before answering.
+    async fn publish(&self, revision: u64) {
+        if let Some(cell) = self.snapshot.clone() {
+            let visible = tokio::task::spawn_blocking(move || cell.wait_for(revision, SNAPSHOT_SYNC_TIMEOUT))
+                .await
+                .unwrap_or(false);
+            if !visible {
+                tracing::warn!(revision, "snapshot did not reach the revision in time");
+            }
+        }
+    }
+}
+
+/// Maps a store failure to the API; backend detail goes to the log only.
+fn store_error(err: StoreError) -> ApiError {
+    match err {
+        StoreError::NotFound => ApiError::not_found("API key not found"),
+        StoreError::Refused(api) => api,
+        StoreError::Duplicate => ApiError::api_key_exists("An API key with this identifier already exists."),
+        StoreError::Backend(detail) => {
+            tracing::error!(error = %detail, "store operation failed");
+            ApiError::internal()
+        }
+    }
+}
+
+/// Which routes this process answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plane {
+    /// Every route (`talos serve admin`, and the admin half of `talos serve`).
+    Admin,
+}
+
+/// The admin service: one entry point for every request.
+#[derive(Clone)]
+pub struct AdminService {
+    state: Arc<AdminState>,
+}
+
+type Handled = Result<Response<Bytes>, ApiError>;
+
+impl AdminService {
+    pub fn new(state: AdminState) -> Self {
+        Self { state: Arc::new(state) }
+    }
+
+    pub fn state(&self) -> &AdminState {
+        &self.state
+    }
+
+    /// Answers one request; never fails (errors become envelopes).
+    pub async fn handle(&self, req: Request<Bytes>) -> Response<Bytes> {
+        let started = std::time::Instant::now();
+        let request_id = respond::request_id(req.headers());
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let mut resp = match self.route(req).await {
+            Ok(resp) => resp,
+            Err(err) => respond::error(&err),
+        };
+        respond::finish(&mut resp, &request_id);
+        tracing::info!(
+            target: "talos::admin",
+            %method,
+            path = %path,
+            status = resp.status().as_u16(),
+            duration_us = started.elapsed().as_micros() as u64,
+            request_id = %request_id,
+            "request"
+        );
+        resp
+    }
+
+    async fn route(&self, req: Request<Bytes>) -> Handled {
+        let path = req.uri().path().to_owned();
+        let state = &*self.state;
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let method = req.method().clone();
+        // (allowed methods, handler) per path shape; a known path with another method is 405.
+        match segments.as_slice() {
+            ["health", "alive"] => only(&method, &[Method::GET], || async { Ok(health_ok()) }).await,
+            ["health", "ready"] => only(&method, &[Method::GET], || ready(state)).await,
+            ["version"] => only(&method, &[Method::GET], || async {
+                Ok(respond::json(StatusCode::OK, &serde_json::json!({ "version": env!("CARGO_PKG_VERSION") })))
+            })
+            .await,
+            ["v2alpha1", "admin", "issuedApiKeys"] => match method {
+                Method::POST => keys::issue(state, &req).await,
+                Method::GET => keys::list(state, &req).await,
+                _ => Err(ApiError::method_not_allowed()),
+            },
+            ["v2alpha1", "admin", "issuedApiKeys", id] => match id.split_once(':') {
+                None => only(&method, &[Method::GET], || keys::get(state, id)).await,
+                Some((id, "revoke")) => only(&method, &[Method::POST], || keys::revoke(state, id, &req)).await,
+                Some(_) => Err(ApiError::route_not_found()),
+            },
+            ["v2alpha1", "admin", "apiKeys:verify"] => only(&method, &[Method::POST], || verify::verify(state, &req)).await,
+            ["v2alpha1", "admin", "apiKeys:batchVerify"] => {
+                only(&method, &[Method::POST], || verify::batch_verify(state, &req)).await
+            }
+            _ => Err(ApiError::route_not_found()),
+        }
+    }
+}
+
+async fn only<F, Fut>(method: &Method, allowed: &[Method], handler: F) -> Handled
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Handled>,
+{
+    if allowed.contains(method) {
+        handler().await
+    } else {
+        Err(ApiError::method_not_allowed())
+    }
+}
+
+fn health_ok() -> Response<Bytes> {
+    respond::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+}
+
+async fn ready(state: &AdminState) -> Handled {
+    match state.blocking(|s| s.ping()).await {
+        Ok(()) => Ok(health_ok()),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            Err(ApiError::unavailable("the store is unavailable"))
+        }
+    }
+}
+
+/// Parses a JSON request body; an empty body reads as `{}`. Like grpc-gateway, any content type
+/// is read as JSON.
+fn parse_body<T: serde::de::DeserializeOwned + Default>(req: &Request<Bytes>) -> Result<T, ApiError> {
+    let body = req.body();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}

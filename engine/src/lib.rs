@@ -1,1 +1,201 @@
-//! Data plane.
+//! The data plane: thread-per-core monoio workers answering verification from the in-memory
+//! snapshot, over an HTTP/1.1 layer of our own on httparse.
+//!
+//! Each worker is one OS thread with its own monoio runtime and its own `SO_REUSEPORT` listener
+//! on the shared port, so the kernel spreads connections across cores and no worker ever waits
+//! on another. Verification reads the current snapshot through `arc-swap` (no lock) and never
+//! touches the store, except when a client asks for it with `Cache-Control: no-cache`.
+//!
+//! This crate never links tokio. In `talos serve`, requests for routes the data plane does not
+//! own are handed to the admin service through [`Fallback`], an in-process channel.
+
+mod conn;
+pub mod parse;
+mod respond;
+mod verify;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::snapshot::SnapshotCell;
+use common::store::Store;
+use common::verify::Verifier;
+
+pub use respond::SECURITY_HEADERS;
+
+/// Hands a request to the admin service and yields its response (any runtime may complete it).
+pub type Fallback =
+    Arc<dyn Fn(http::Request<Bytes>) -> futures_channel::oneshot::Receiver<http::Response<Bytes>> + Send + Sync>;
+
+/// Which routes the engine answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plane {
+    /// `talos serve check`: data-plane routes, health and version; everything else is 404.
+    Check,
+    /// `talos serve`: data-plane routes; everything else goes to the admin [`Fallback`].
+    All,
+}
+
+pub struct EngineConfig {
+    pub addr: SocketAddr,
+    pub workers: usize,
+    pub plane: Plane,
+    /// `/health/ready` fails when the snapshot is older than this (check plane).
+    pub max_staleness: Duration,
+}
+
+/// State every worker reads.
+struct Shared {
+    plane: Plane,
+    verifier: Verifier,
+    snapshot: Arc<SnapshotCell>,
+    store: Arc<dyn Store>,
+    fallback: Option<Fallback>,
+    max_staleness: Duration,
+    control: Arc<Control>,
+    /// Connections of this worker in the middle of a request.
+    busy: std::cell::Cell<usize>,
+}
+
+impl Shared {
+    fn shutting_down(&self) -> bool {
+        self.control.stopping.load(Ordering::Relaxed)
+    }
+}
+
+/// Cross-thread shutdown signalling and in-flight accounting.
+#[derive(Default)]
+struct Control {
+    stopping: AtomicBool,
+    stop: event_listener::Event,
+    grace_nanos: std::sync::atomic::AtomicU64,
+}
+
+/// A running engine.
+pub struct Engine {
+    local_addr: SocketAddr,
+    control: Arc<Control>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Binds one `SO_REUSEPORT` listener per worker on `config.addr` (port 0 picks one port for
+    /// all) and starts the workers.
+    pub fn start(
+        config: EngineConfig,
+        verifier: Verifier,
+        snapshot: Arc<SnapshotCell>,
+        store: Arc<dyn Store>,
+        fallback: Option<Fallback>,
+    ) -> std::io::Result<Engine> {
+        let workers = config.workers.max(1);
+        let mut listeners = Vec::with_capacity(workers);
+        let mut addr = config.addr;
+        for _ in 0..workers {
+            let listener = bind_reuseport(addr)?;
+            addr = listener.local_addr()?;
+            listeners.push(listener);
+        }
+        let control = Arc::new(Control::default());
+        let mut handles = Vec::with_capacity(workers);
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let control = control.clone();
+            let verifier = verifier.clone();
+            let snapshot = snapshot.clone();
+            let store = store.clone();
+            let fallback = fallback.clone();
+            let plane = config.plane;
+            let max_staleness = config.max_staleness;
+            let handle = std::thread::Builder::new().name(format!("talos-engine-{i}")).spawn(move || {
+                let shared = Rc::new(Shared {
+                    plane,
+                    verifier,
+                    snapshot,
+                    store,
+                    fallback,
+                    max_staleness,
+                    control,
+                    busy: std::cell::Cell::new(0),
+                });
+                let mut runtime = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start an engine worker runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(worker(listener, shared));
+            })?;
+            handles.push(handle);
+        }
+        Ok(Engine { local_addr: addr, control, workers: handles })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, lets connections finish the request they are in (closing them after),
+    /// waits up to `grace` for that, and joins the workers. Idle keep-alive connections are
+    /// closed.
+    pub fn shutdown(self, grace: Duration) {
+        self.control.stopping.store(true, Ordering::SeqCst);
+        self.control.grace_nanos.store(u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX), Ordering::SeqCst);
+        self.control.stop.notify(usize::MAX);
+        for worker in self.workers {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+async fn worker(listener: std::net::TcpListener, shared: Rc<Shared>) {
+    let listener = match monoio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register the listener with the worker runtime");
+            return;
+        }
+    };
+    loop {
+        if shared.shutting_down() {
+            break;
+        }
+        let stop = shared.control.stop.listen();
+        if shared.shutting_down() {
+            break;
+        }
+        monoio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    monoio::spawn(conn::serve(stream, peer, shared.clone()));
+                }
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            },
+            () = stop => break,
+        }
+    }
+    drop(listener);
+    // Busy connections answer their request with `Connection: close` (keep-alive is off while
+    // stopping); idle ones are dropped with the runtime when this returns.
+    let grace = Duration::from_nanos(shared.control.grace_nanos.load(Ordering::SeqCst));
+    let deadline = Instant::now() + grace;
+    while shared.busy.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(2)).await;
+    }
+}

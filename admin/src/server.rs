@@ -1,0 +1,104 @@
+//! Transports for the admin service: hyper over TCP (`talos serve admin`), and the in-process
+//! bridge through which the engine hands admin requests over in `talos serve`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::error::ApiError;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::{respond, AdminService, PeerAddr, MAX_BODY};
+
+/// Time a client has to send a request head (talos-api.md §1.4: read-header 5s).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+async fn hyper_handle(service: AdminService, peer: SocketAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (mut parts, body) = req.into_parts();
+    let resp = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => {
+            parts.extensions.insert(PeerAddr(peer));
+            service.handle(Request::from_parts(parts, collected.to_bytes())).await
+        }
+        Err(e) => {
+            let err = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                ApiError::payload_too_large()
+            } else {
+                ApiError::bad_request("the request body could not be read")
+            };
+            let mut resp = respond::error(&err);
+            respond::finish(&mut resp, &respond::request_id(&parts.headers));
+            resp
+        }
+    };
+    resp.map(Full::new)
+}
+
+/// Serves the admin API on `listener` until `shutdown` resolves, then lets in-flight requests
+/// finish (up to a grace period).
+pub async fn serve(listener: TcpListener, service: AdminService, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = service.clone();
+                let conn = builder.serve_connection(
+                    TokioIo::new(stream),
+                    hyper::service::service_fn(move |req| {
+                        let service = service.clone();
+                        async move { Ok::<_, std::convert::Infallible>(hyper_handle(service, peer, req).await) }
+                    }),
+                );
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "admin connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("in-flight admin requests did not finish within the grace period");
+    }
+}
+
+/// A reply slot for one handed-off request.
+pub type Reply = futures_channel::oneshot::Receiver<Response<Bytes>>;
+
+/// The in-process hand-off: spawns each request on the admin's tokio runtime and returns a
+/// runtime-agnostic receiver for the response, which the engine awaits on its own runtime.
+pub fn in_process(
+    service: AdminService,
+    runtime: tokio::runtime::Handle,
+) -> impl Fn(Request<Bytes>) -> Reply + Send + Sync + 'static {
+    move |req| {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let service = service.clone();
+        runtime.spawn(async move {
+            let _ = tx.send(service.handle(req).await);
+        });
+        rx
+    }
+}

@@ -1,0 +1,70 @@
+//! Verify and batch verify on the admin plane (talos-api.md §4.8–§4.9). The CPU checks and the
+//! rendering are `common::verify`'s, shared with the data plane, so both planes answer with the
+//! same bytes; the admin plane looks keys up in the store rather than a snapshot.
+
+use bytes::Bytes;
+use common::clock;
+use common::error::ApiError;
+use common::model::{BatchVerifyRequest, VerifyRequest};
+use common::verify::{self, LookupId, Rejection, VerifyEntry, MAX_BATCH_VERIFY, MAX_CREDENTIAL_LEN};
+use http::header::{HeaderName, HeaderValue};
+use http::{Request, StatusCode};
+
+use crate::{parse_body, respond, store_error, AdminState, Handled};
+
+/// `Ory-Talos-Cache`: the admin plane always reads the store.
+const CACHE_SKIP: (&str, &str) = ("ory-talos-cache", "SKIP");
+
+async fn verify_one(state: &AdminState, item: Option<VerifyRequest>) -> Result<Vec<u8>, ApiError> {
+    let item = item.unwrap_or_default();
+    let credential = item.credential.unwrap_or_default();
+    if credential.len() > MAX_CREDENTIAL_LEN {
+        return Err(ApiError::bad_request(format!("credential must be at most {MAX_CREDENTIAL_LEN} bytes")));
+    }
+    let expects_audience = item.expected_audiences.is_some_and(|a| !a.is_empty());
+    let now = clock::now();
+    let id = match state.verifier.precheck(&credential, now) {
+        Ok(id) => id,
+        Err(rejection) => return Ok(rejection.body().to_vec()),
+    };
+    let entry = lookup(state, id).await?;
+    Ok(match verify::judge(entry.as_ref(), now) {
+        Ok(_) if expects_audience => Rejection::AudienceMismatch.body().to_vec(),
+        Ok(body) => body.to_vec(),
+        Err(rejection) => rejection.body().to_vec(),
+    })
+}
+
+async fn lookup(state: &AdminState, id: LookupId) -> Result<Option<VerifyEntry>, ApiError> {
+    let key_id = id.key_id();
+    let record = state.blocking(move |s| s.get(id.kind(), &key_id)).await.map_err(store_error)?;
+    Ok(record.map(|r| VerifyEntry::from_record(&r, &state.verifier.issuer)))
+}
+
+fn with_cache_header(mut resp: http::Response<Bytes>) -> http::Response<Bytes> {
+    resp.headers_mut().insert(HeaderName::from_static(CACHE_SKIP.0), HeaderValue::from_static(CACHE_SKIP.1));
+    resp
+}
+
+pub async fn verify(state: &AdminState, req: &Request<Bytes>) -> Handled {
+    let body: VerifyRequest = parse_body(req)?;
+    let answer = verify_one(state, Some(body)).await?;
+    Ok(with_cache_header(respond::raw_json(StatusCode::OK, answer)))
+}
+
+pub async fn batch_verify(state: &AdminState, req: &Request<Bytes>) -> Handled {
+    let body: BatchVerifyRequest = parse_body(req)?;
+    let items = body.requests.unwrap_or_default();
+    if items.len() > MAX_BATCH_VERIFY {
+        return Err(ApiError::bad_request(format!("requests must have at most {MAX_BATCH_VERIFY} items")));
+    }
+    let mut out = verify::BATCH_OPEN.to_vec();
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend(verify_one(state, item).await?);
+    }
+    out.extend_from_slice(verify::BATCH_CLOSE);
+    Ok(with_cache_header(respond::raw_json(StatusCode::OK, out)))
+}

@@ -1,0 +1,316 @@
+//! The verification snapshot: an immutable map from lookup id to [`VerifyEntry`], published
+//! through `arc-swap` by one refresher thread and read lock-free by every data-plane worker.
+//!
+//! A snapshot is a large shared *base* plus a small *delta* of changes since the base was built.
+//! Publishing a change copies only the delta, so a publish costs O(changes), not O(keys); when
+//! the delta grows past a fraction of the base, the refresher folds it into a new base (on its own
+//! thread, never on a reader's). Snapshots are never mutated once published.
+//!
+//! The refresher reads the store's change log from the revision it holds. It wakes on its poll
+//! interval, or at once when [`SnapshotCell::wake`] is called (the admin plane calls it after each
+//! commit in `talos serve`), and [`SnapshotCell::wait_for`] lets a writer wait until its revision is
+//! visible.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher, RandomState};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use uuid::Uuid;
+
+use crate::clock;
+use crate::key::parse_hex32;
+use crate::model::KeyKind;
+use crate::store::{Change, Store, StoreError};
+use crate::verify::{LookupId, VerifyEntry};
+
+/// Change-log entries read per store round trip.
+const CHANGE_BATCH: usize = 10_000;
+/// Records read per batch on a cold load.
+const LOAD_BATCH: usize = 10_000;
+/// The delta is folded into the base once it exceeds this many entries or a quarter of the base.
+const MIN_FOLD: usize = 4_096;
+
+/// Hashes issued key ids, which are random UUIDv4 made by the server (and only looked up after
+/// the HMAC checksum proved the server made them), so their own bits are a fine hash.
+#[derive(Default)]
+pub struct UuidHasher(u64);
+
+impl Hasher for UuidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = (n as u64) ^ ((n >> 64) as u64);
+    }
+}
+
+type IssuedMap<V> = HashMap<u128, V, BuildHasherDefault<UuidHasher>>;
+/// Imported ids are digests of client-chosen raw keys: keep a keyed hasher.
+type ImportedMap<V> = HashMap<[u8; 32], V, RandomState>;
+
+#[derive(Clone)]
+struct Tables<V> {
+    issued: IssuedMap<V>,
+    imported: ImportedMap<V>,
+}
+
+impl<V> Default for Tables<V> {
+    fn default() -> Self {
+        Self { issued: IssuedMap::default(), imported: ImportedMap::default() }
+    }
+}
+
+impl<V> Tables<V> {
+    fn len(&self) -> usize {
+        self.issued.len() + self.imported.len()
+    }
+}
+
+/// One immutable view of every key.
+pub struct Snapshot {
+    revision: u64,
+    base: Arc<Tables<Arc<VerifyEntry>>>,
+    /// `None` marks a key deleted since the base was built.
+    delta: Tables<Option<Arc<VerifyEntry>>>,
+}
+
+impl Snapshot {
+    fn empty() -> Self {
+        Snapshot { revision: 0, base: Arc::default(), delta: Tables::default() }
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    pub fn len(&self) -> usize {
+        // Approximate while a delta is pending; exact after a fold.
+        self.base.len() + self.delta.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Lock-free, allocation-free lookup.
+    pub fn get(&self, id: LookupId) -> Option<&VerifyEntry> {
+        match id {
+            LookupId::Issued(uuid) => {
+                let k = uuid.as_u128();
+                match self.delta.issued.get(&k) {
+                    Some(changed) => changed.as_deref(),
+                    None => self.base.issued.get(&k).map(|e| &**e),
+                }
+            }
+            LookupId::Imported(digest) => match self.delta.imported.get(&digest) {
+                Some(changed) => changed.as_deref(),
+                None => self.base.imported.get(&digest).map(|e| &**e),
+            },
+        }
+    }
+
+    /// A new snapshot with `changes` applied, folding the delta into the base when it is large.
+    fn apply(&self, revision: u64, changes: &[Change], issuer: &str) -> Snapshot {
+        let mut delta = self.delta.clone();
+        for change in changes {
+            let entry = change.record.as_ref().map(|r| Arc::new(VerifyEntry::from_record(r, issuer)));
+            match change.kind {
+                KeyKind::Issued => {
+                    if let Ok(id) = Uuid::parse_str(&change.key_id) {
+                        delta.issued.insert(id.as_u128(), entry);
+                    }
+                }
+                KeyKind::Imported => {
+                    if let Some(digest) = parse_hex32(&change.key_id) {
+                        delta.imported.insert(digest, entry);
+                    }
+                }
+            }
+        }
+        if delta.len() <= MIN_FOLD.max(self.base.len() / 4) {
+            return Snapshot { revision, base: self.base.clone(), delta };
+        }
+        let mut base = (*self.base).clone();
+        for (k, v) in delta.issued {
+            match v {
+                Some(e) => base.issued.insert(k, e),
+                None => base.issued.remove(&k),
+            };
+        }
+        for (k, v) in delta.imported {
+            match v {
+                Some(e) => base.imported.insert(k, e),
+                None => base.imported.remove(&k),
+            };
+        }
+        Snapshot { revision, base: Arc::new(base), delta: Tables::default() }
+    }
+}
+
+/// Where the current snapshot lives, shared by the refresher, the readers and the writers.
+pub struct SnapshotCell {
+    current: ArcSwap<Snapshot>,
+    published: Mutex<u64>,
+    published_changed: Condvar,
+    wake: Sender<()>,
+    /// When the refresher last read the store successfully.
+    last_refresh: AtomicI64,
+}
+
+impl SnapshotCell {
+    /// The current snapshot; lock-free and allocation-free.
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// Asks the refresher to read the store now.
+    pub fn wake(&self) {
+        // A full channel already holds a wake-up, which is all we need.
+        let _ = self.wake.try_send(());
+    }
+
+    /// Wakes the refresher and waits until a snapshot at `revision` or later is published.
+    /// Returns whether it was within `timeout`.
+    pub fn wait_for(&self, revision: u64, timeout: Duration) -> bool {
+        self.wake();
+        let published = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        let (published, result) = self
+            .published_changed
+            .wait_timeout_while(published, timeout, |p| *p < revision)
+            .unwrap_or_else(|e| e.into_inner());
+        drop(published);
+        !result.timed_out()
+    }
+
+    /// Time since the refresher last read the store successfully.
+    pub fn age(&self) -> Duration {
+        let nanos = clock::now().saturating_sub(self.last_refresh.load(Ordering::Relaxed));
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))
+    }
+
+    fn publish(&self, snapshot: Snapshot) {
+        let revision = snapshot.revision;
+        self.current.store(Arc::new(snapshot));
+        *self.published.lock().unwrap_or_else(|e| e.into_inner()) = revision;
+        self.published_changed.notify_all();
+    }
+}
+
+/// Loads the whole store into a first snapshot, then starts the refresher thread.
+pub fn start(store: Arc<dyn Store>, issuer: String, interval: Duration) -> Result<Arc<SnapshotCell>, StoreError> {
+    let (wake, woken) = crossbeam_channel::bounded(1);
+    let cell = Arc::new(SnapshotCell {
+        current: ArcSwap::from_pointee(Snapshot::empty()),
+        published: Mutex::new(0),
+        published_changed: Condvar::new(),
+        wake,
+        last_refresh: AtomicI64::new(clock::now()),
+    });
+    let first = cold_load(&*store, &issuer)?;
+    tracing::info!(keys = first.len(), revision = first.revision, "snapshot loaded");
+    cell.publish(first);
+    let refresher = Refresher { store, issuer, cell: cell.clone(), woken, interval };
+    std::thread::Builder::new()
+        .name("talos-snapshot".into())
+        .spawn(move || refresher.run())
+        .map_err(|e| StoreError::Backend(format!("cannot start the snapshot refresher: {e}")))?;
+    Ok(cell)
+}
+
+/// Reads every record in bounded batches. The revision is read first, so changes that race the
+/// load are replayed by the first refresh (applying a change twice is harmless).
+fn cold_load(store: &dyn Store, issuer: &str) -> Result<Snapshot, StoreError> {
+    let revision = store.revision()?;
+    let mut base = Tables::default();
+    for kind in [KeyKind::Issued, KeyKind::Imported] {
+        let mut after: Option<String> = None;
+        loop {
+            let batch = store.scan(kind, after.as_deref(), LOAD_BATCH)?;
+            for record in &batch {
+                let entry = Arc::new(VerifyEntry::from_record(record, issuer));
+                match kind {
+                    KeyKind::Issued => {
+                        if let Ok(id) = Uuid::parse_str(&record.key_id) {
+                            base.issued.insert(id.as_u128(), entry);
+                        }
+                    }
+                    KeyKind::Imported => {
+                        if let Some(digest) = parse_hex32(&record.key_id) {
+                            base.imported.insert(digest, entry);
+                        }
+                    }
+                }
+            }
+            if batch.len() < LOAD_BATCH {
+                break;
+            }
+            after = batch.last().map(|r| r.key_id.clone());
+        }
+    }
+    Ok(Snapshot { revision, base: Arc::new(base), delta: Tables::default() })
+}
+
+struct Refresher {
+    store: Arc<dyn Store>,
+    issuer: String,
+    cell: Arc<SnapshotCell>,
+    woken: Receiver<()>,
+    interval: Duration,
+}
+
+impl Refresher {
+    fn run(self) {
+        loop {
+            match self.woken.recv_timeout(self.interval) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if let Err(e) = self.refresh() {
+                tracing::warn!(error = %e, "snapshot refresh failed; serving the last snapshot");
+            }
+        }
+    }
+
+    fn refresh(&self) -> Result<(), StoreError> {
+        let current = self.cell.current.load_full();
+        let mut next: Option<Snapshot> = None;
+        loop {
+            let from = next.as_ref().unwrap_or(&current);
+            let changes = self.store.changes_since(from.revision, CHANGE_BATCH)?;
+            if changes.changes.is_empty() {
+                break;
+            }
+            next = Some(from.apply(changes.revision, &changes.changes, &self.issuer));
+            if !changes.more {
+                break;
+            }
+        }
+        self.cell.last_refresh.store(clock::now(), Ordering::Relaxed);
+        if let Some(snapshot) = next {
+            self.cell.publish(snapshot);
+        }
+        Ok(())
+    }
+}
+
+/// For tests and benchmarks: a snapshot built straight from records.
+pub fn from_records<'a>(records: impl IntoIterator<Item = &'a crate::model::KeyRecord>, issuer: &str) -> Snapshot {
+    let changes: Vec<Change> = records
+        .into_iter()
+        .map(|r| Change { kind: r.kind, key_id: r.key_id.clone(), record: Some(r.clone()) })
+        .collect();
+    Snapshot::empty().apply(1, &changes, issuer)
+}

@@ -1,0 +1,362 @@
+//! One client connection on a worker: read, frame, route, answer, repeat.
+//!
+//! Each connection owns one read buffer and one write buffer, reused for every request. Every
+//! complete request already in the read buffer is answered before the next read (pipelining), and
+//! all their responses go out in one write. A framing error is answered with its 4xx and the
+//! connection is closed without reading anything after it (RFC 9112 §11.2: no guessing where the
+//! next request starts).
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::error::ApiError;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::parse::{self, BodyFraming, ChunkedDecoder, Method, RequestHead, MAX_BODY, MAX_HEAD, MAX_HEADERS};
+use crate::respond::{self, Response};
+
+use crate::verify::{self, Source};
+use crate::{Plane, Shared};
+
+/// Initial read buffer; grows (allocating) only for requests larger than this.
+const READ_BUF: usize = 16 * 1024;
+const WRITE_BUF: usize = 16 * 1024;
+/// A keep-alive connection idle this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A started request must arrive completely within this time (slowloris bound).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+const VERIFY: &[u8] = b"/v2alpha1/admin/apiKeys:verify";
+const BATCH_VERIFY: &[u8] = b"/v2alpha1/admin/apiKeys:batchVerify";
+const HEALTH_ALIVE: &[u8] = b"/health/alive";
+const HEALTH_READY: &[u8] = b"/health/ready";
+const VERSION: &[u8] = b"/version";
+
+/// What to do after answering.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Continue,
+    Close,
+}
+
+pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let mut rbuf: Vec<u8> = Vec::with_capacity(READ_BUF);
+    let mut wbuf: Vec<u8> = Vec::with_capacity(WRITE_BUF);
+    let mut chunked_body: Vec<u8> = Vec::new();
+    let mut start = 0usize;
+    let mut busy = Busy { shared: &shared, counted: false };
+    // Whether `100 Continue` went out for the request being received (RFC 9110 §10.1.1).
+    let mut continue_sent = false;
+    loop {
+        busy.set(true);
+        // Answer every complete request already buffered.
+        let mut next = Next::Continue;
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let head = match parse::parse_head(&rbuf[start..], &mut headers) {
+                Ok(Some(head)) => head,
+                Ok(None) => break,
+                Err(e) => {
+                    let err = ApiError::new(e.status(), status_code_name(e.status()), reason(e.reason()), e.message());
+                    respond::write_error(&mut wbuf, &err, false, false, None);
+                    next = Next::Close;
+                    break;
+                }
+            };
+            let body_start = start + head.head_len;
+            let (body, consumed): (&[u8], usize) = match head.body {
+                BodyFraming::None => (&[], head.head_len),
+                BodyFraming::Length(n) => {
+                    if rbuf.len() - body_start < n {
+                        if head.expect_continue && !continue_sent {
+                            wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                            continue_sent = true;
+                        }
+                        break;
+                    }
+                    (&rbuf[body_start..body_start + n], head.head_len + n)
+                }
+                BodyFraming::Chunked => {
+                    chunked_body.clear();
+                    let mut decoder = ChunkedDecoder::new();
+                    match decoder.decode(&rbuf[body_start..], &mut chunked_body) {
+                        Ok((used, true)) => (&chunked_body[..], head.head_len + used),
+                        Ok((_, false)) => {
+                            if head.expect_continue && !continue_sent {
+                                wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                                continue_sent = true;
+                            }
+                            break;
+                        }
+                        Err(e) => {
+                            let err =
+                                ApiError::new(e.status(), status_code_name(e.status()), reason(e.reason()), e.message());
+                            respond::write_error(&mut wbuf, &err, false, false, head.request_id);
+                            next = Next::Close;
+                            break;
+                        }
+                    }
+                }
+            };
+            let keep_alive = head.keep_alive && !shared.shutting_down();
+            next = answer(&shared, &head, &headers[..head.header_count], body, peer, keep_alive, &mut wbuf).await;
+            start += consumed;
+            continue_sent = false;
+            if next == Next::Close {
+                break;
+            }
+        }
+        if !wbuf.is_empty() {
+            let (res, buf) = stream.write_all(wbuf).await;
+            wbuf = buf;
+            wbuf.clear();
+            if res.is_err() {
+                return;
+            }
+        }
+        if next == Next::Close {
+            return;
+        }
+        // Keep unread bytes at the front of the buffer (a copy, no allocation).
+        if start > 0 {
+            rbuf.drain(..start);
+            start = 0;
+        }
+        if rbuf.len() == rbuf.capacity() {
+            if rbuf.len() >= MAX_HEAD + MAX_BODY * 2 {
+                // The parser bounds heads and bodies; a buffer this full cannot hold a valid request.
+                return;
+            }
+            rbuf.reserve(rbuf.capacity());
+        }
+        // Between requests the connection holds no client work: shutdown may drop it.
+        busy.set(!rbuf.is_empty());
+        if rbuf.is_empty() && shared.shutting_down() {
+            return;
+        }
+        let timeout = if rbuf.is_empty() { IDLE_TIMEOUT } else { REQUEST_TIMEOUT };
+        let filled = rbuf.len();
+        let cap = rbuf.capacity();
+        let read = monoio::time::timeout(timeout, stream.read(rbuf.slice_mut(filled..cap))).await;
+        match read {
+            Ok((Ok(n), slice)) => {
+                rbuf = slice.into_inner();
+                if n == 0 {
+                    return;
+                }
+            }
+            Ok((Err(_), _)) => return,
+            Err(_elapsed) => {
+                // The read future (and with it the buffer) is gone: nothing to flush on a timeout.
+                return;
+            }
+        }
+    }
+}
+
+/// Counts this connection in the worker's busy total while it is inside a request.
+struct Busy<'a> {
+    shared: &'a Shared,
+    counted: bool,
+}
+
+impl Busy<'_> {
+    fn set(&mut self, busy: bool) {
+        if busy != self.counted {
+            let n = self.shared.busy.get();
+            self.shared.busy.set(if busy { n + 1 } else { n - 1 });
+            self.counted = busy;
+        }
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
+
+fn status_code_name(status: u16) -> &'static str {
+    match status {
+        400 | 413 | 414 | 431 => "INVALID_ARGUMENT",
+        501 => "UNIMPLEMENTED",
+        505 => "UNIMPLEMENTED",
+        _ => "UNKNOWN",
+    }
+}
+
+fn reason(snake: &'static str) -> &'static str {
+    match snake {
+        "bad_request" => "BAD_REQUEST",
+        "uri_too_long" => "URI_TOO_LONG",
+        "headers_too_large" | "request_header_fields_too_large" => "REQUEST_HEADER_FIELDS_TOO_LARGE",
+        "payload_too_large" => "PAYLOAD_TOO_LARGE",
+        "not_implemented" => "NOT_IMPLEMENTED",
+        "version_not_supported" | "http_version_not_supported" => "HTTP_VERSION_NOT_SUPPORTED",
+        _ => "BAD_REQUEST",
+    }
+}
+
+type DataPlaneRoute = fn(&Source<'_>, &[u8], &mut Vec<u8>) -> Result<(), ApiError>;
+
+/// Routes one request and appends its response.
+async fn answer(
+    shared: &Shared,
+    head: &RequestHead<'_>,
+    headers: &[httparse::Header<'_>],
+    body: &[u8],
+    peer: SocketAddr,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) -> Next {
+    let head_only = head.method == Method::Head;
+    let route: Option<DataPlaneRoute> = match head.path {
+        VERIFY => Some(verify::verify),
+        BATCH_VERIFY => Some(verify::batch_verify),
+        _ => None,
+    };
+    match route {
+        Some(_) if head.method != Method::Post => {
+            respond::write_error(out, &ApiError::method_not_allowed(), keep_alive, head_only, head.request_id);
+        }
+        Some(route) => data_plane(shared, head, body, keep_alive, out, route),
+        None if shared.plane == Plane::Check && matches!(head.path, HEALTH_ALIVE | HEALTH_READY | VERSION) => {
+            if matches!(head.method, Method::Get | Method::Head) {
+                health(shared, head.path, keep_alive, head_only, head.request_id, out);
+            } else {
+                respond::write_error(out, &ApiError::method_not_allowed(), keep_alive, head_only, head.request_id);
+            }
+        }
+        None => match &shared.fallback {
+            Some(fallback) => hand_off(fallback, head, headers, body, peer, keep_alive, out).await,
+            None => respond::write_error(out, &ApiError::route_not_found(), keep_alive, head_only, head.request_id),
+        },
+    }
+    if keep_alive {
+        Next::Continue
+    } else {
+        Next::Close
+    }
+}
+
+/// Verify or batch verify from the snapshot. The body is composed first at the end of `out`,
+/// then the head is appended and the two swapped, all inside the one reused buffer.
+fn data_plane(shared: &Shared, head: &RequestHead<'_>, body: &[u8], keep_alive: bool, out: &mut Vec<u8>, route: DataPlaneRoute) {
+    let snapshot = shared.snapshot.load();
+    let source = Source { verifier: &shared.verifier, snapshot: &snapshot, store: &*shared.store, bypass: head.cache_bypass };
+    let body_at = out.len();
+    match route(&source, body, out) {
+        Ok(()) => {
+            let len = out.len() - body_at;
+            respond::write_head(
+                out,
+                200,
+                len,
+                Some(source.cache_status()),
+                keep_alive,
+                head.request_id,
+                b"content-type: application/json\r\n",
+            );
+            // [body][head] -> [head][body]
+            out[body_at..].rotate_left(len);
+            if head.method == Method::Head {
+                out.truncate(out.len() - len);
+            }
+        }
+        Err(err) => {
+            out.truncate(body_at);
+            respond::write_error(out, &err, keep_alive, head.method == Method::Head, head.request_id);
+        }
+    }
+}
+
+fn health(shared: &Shared, path: &[u8], keep_alive: bool, head_only: bool, request_id: Option<&[u8]>, out: &mut Vec<u8>) {
+    let (status, body): (u16, &[u8]) = match path {
+        HEALTH_ALIVE => (200, br#"{"status":"ok"}"#),
+        HEALTH_READY if shared.snapshot.age() <= shared.max_staleness => (200, br#"{"status":"ok"}"#),
+        HEALTH_READY => {
+            let err = ApiError::unavailable("the snapshot is older than snapshot.max_staleness");
+            respond::write_error(out, &err, keep_alive, head_only, request_id);
+            return;
+        }
+        _ => (200, concat!(r#"{"version":""#, env!("CARGO_PKG_VERSION"), r#""}"#).as_bytes()),
+    };
+    respond::write(out, &Response { status, body, cache: None, keep_alive, head_only }, request_id);
+}
+
+/// Hands a non-data-plane request to the in-process admin service (`talos serve`).
+async fn hand_off(
+    fallback: &crate::Fallback,
+    head: &RequestHead<'_>,
+    headers: &[httparse::Header<'_>],
+    body: &[u8],
+    peer: SocketAddr,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) {
+    let head_only = head.method == Method::Head;
+    let request = match build_request(head, headers, body, peer) {
+        Ok(r) => r,
+        Err(err) => return respond::write_error(out, &err, keep_alive, head_only, head.request_id),
+    };
+    let Ok(response) = fallback(request).await else {
+        return respond::write_error(out, &ApiError::internal(), keep_alive, head_only, head.request_id);
+    };
+    let (parts, body) = response.into_parts();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    respond::push_u64(out, u64::from(parts.status.as_u16()));
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if matches!(name.as_str(), "content-length" | "transfer-encoding" | "connection" | "date") {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let no_body = parts.status == http::StatusCode::NO_CONTENT || parts.status == http::StatusCode::NOT_MODIFIED;
+    if !no_body {
+        out.extend_from_slice(b"content-length: ");
+        respond::push_u64(out, body.len() as u64);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"date: ");
+    out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only && !no_body {
+        out.extend_from_slice(&body);
+    }
+}
+
+fn build_request(
+    head: &RequestHead<'_>,
+    raw_headers: &[httparse::Header<'_>],
+    body: &[u8],
+    peer: SocketAddr,
+) -> Result<http::Request<Bytes>, ApiError> {
+    let bad = || ApiError::bad_request("malformed request");
+    let mut builder = http::Request::builder()
+        .method(http::Method::from_bytes(head.method_bytes).map_err(|_| bad())?)
+        .uri(http::Uri::try_from(head.target).map_err(|_| bad())?);
+    let headers = builder.headers_mut().ok_or_else(bad)?;
+    for h in raw_headers {
+        let name = http::HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad())?;
+        let value = http::HeaderValue::from_bytes(h.value).map_err(|_| bad())?;
+        headers.append(name, value);
+    }
+    let mut request = builder.body(Bytes::copy_from_slice(body)).map_err(|_| bad())?;
+    request.extensions_mut().insert(common::verify::PeerAddr(peer));
+    Ok(request)
+}

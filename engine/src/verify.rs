@@ -1,0 +1,217 @@
+//! Verify and batch verify on the data plane: the JSON body is read in place (credentials
+//! borrowed from the read buffer), verified with `common::verify` against the snapshot, and the
+//! pre-rendered answer appended to the write buffer. Batch items are verified as the parser meets
+//! them, so a batch needs no list of its own.
+//!
+//! With `Cache-Control: no-cache` (or `no-store`, or `Pragma: no-cache`) the key is read from the
+//! store instead of the snapshot — a deliberate, client-requested slow path.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use common::clock::{self, Nanos};
+use common::error::ApiError;
+use common::snapshot::Snapshot;
+use common::store::Store;
+use common::verify::{Verifier, VerifyEntry, BATCH_CLOSE, BATCH_OPEN, MAX_BATCH_VERIFY, MAX_CREDENTIAL_LEN};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use crate::respond::CacheStatus;
+
+/// Where verification reads keys from, for one request.
+pub struct Source<'a> {
+    pub verifier: &'a Verifier,
+    pub snapshot: &'a Snapshot,
+    pub store: &'a dyn Store,
+    /// Read the store instead of the snapshot.
+    pub bypass: bool,
+}
+
+impl Source<'_> {
+    pub fn cache_status(&self) -> CacheStatus {
+        if self.bypass {
+            CacheStatus::Skip
+        } else {
+            CacheStatus::Hit
+        }
+    }
+
+    /// Appends the `VerifyApiKeyResponse` for one credential.
+    fn answer(&self, credential: &str, expects_audience: bool, now: Nanos, out: &mut Vec<u8>) -> Result<(), ApiError> {
+        if credential.len() > MAX_CREDENTIAL_LEN {
+            return Err(ApiError::bad_request(format!("credential must be at most {MAX_CREDENTIAL_LEN} bytes")));
+        }
+        if self.bypass {
+            let fresh = self.fresh_lookup(credential, now)?;
+            let result = self.verifier.verify(credential, expects_audience, now, |_| fresh.as_ref());
+            out.extend_from_slice(result.unwrap_or_else(|r| r.body()));
+        } else {
+            let result = self.verifier.verify(credential, expects_audience, now, |id| self.snapshot.get(id));
+            out.extend_from_slice(result.unwrap_or_else(|r| r.body()));
+        }
+        Ok(())
+    }
+
+    fn fresh_lookup(&self, credential: &str, now: Nanos) -> Result<Option<VerifyEntry>, ApiError> {
+        let Ok(id) = self.verifier.precheck(credential, now) else { return Ok(None) };
+        match self.store.get(id.kind(), &id.key_id()) {
+            Ok(record) => Ok(record.map(|r| VerifyEntry::from_record(&r, &self.verifier.issuer))),
+            Err(e) => {
+                tracing::error!(error = %e, "store read failed on a no-cache verify");
+                Err(ApiError::internal())
+            }
+        }
+    }
+}
+
+/// `expected_audiences`, reduced to whether it names any audience.
+#[derive(Default)]
+struct AudienceCount(usize);
+
+impl<'de> Deserialize<'de> for AudienceCount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Count;
+        impl<'de> Visitor<'de> for Count {
+            type Value = AudienceCount;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of strings")
+            }
+            fn visit_unit<E>(self) -> Result<AudienceCount, E> {
+                Ok(AudienceCount(0))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AudienceCount, A::Error> {
+                let mut n = 0;
+                while seq.next_element::<&'de str>()?.is_some() {
+                    n += 1;
+                }
+                Ok(AudienceCount(n))
+            }
+        }
+        d.deserialize_any(Count)
+    }
+}
+
+/// `VerifyApiKeyRequest`, borrowed.
+#[derive(Deserialize, Default)]
+struct VerifyBody<'a> {
+    #[serde(borrow, default)]
+    credential: Option<Cow<'a, str>>,
+    #[serde(default)]
+    expected_audiences: Option<AudienceCount>,
+}
+
+fn bad_body(e: serde_json::Error) -> ApiError {
+    ApiError::bad_request(format!("invalid request body: {e}"))
+}
+
+fn is_blank(body: &[u8]) -> bool {
+    body.iter().all(u8::is_ascii_whitespace)
+}
+
+/// `POST /v2alpha1/admin/apiKeys:verify`.
+pub fn verify(source: &Source<'_>, body: &[u8], out: &mut Vec<u8>) -> Result<(), ApiError> {
+    let request: VerifyBody<'_> = if is_blank(body) { VerifyBody::default() } else { serde_json::from_slice(body).map_err(bad_body)? };
+    let credential = request.credential.as_deref().unwrap_or("");
+    let expects_audience = request.expected_audiences.is_some_and(|a| a.0 > 0);
+    source.answer(credential, expects_audience, clock::now(), out)
+}
+
+/// `POST /v2alpha1/admin/apiKeys:batchVerify`: answers are appended as the items are parsed.
+pub fn batch_verify(source: &Source<'_>, body: &[u8], out: &mut Vec<u8>) -> Result<(), ApiError> {
+    let start = out.len();
+    out.extend_from_slice(BATCH_OPEN);
+    let mut ctx = Batch { source, out, now: clock::now(), count: 0, failure: None };
+    let parsed = if is_blank(body) {
+        Ok(())
+    } else {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        (&mut ctx).deserialize(&mut de).and_then(|()| de.end())
+    };
+    let failure = ctx.failure.take();
+    if let Err(e) = parsed {
+        out.truncate(start);
+        return Err(failure.unwrap_or_else(|| bad_body(e)));
+    }
+    out.extend_from_slice(BATCH_CLOSE);
+    Ok(())
+}
+
+struct Batch<'s, 'o> {
+    source: &'s Source<'s>,
+    out: &'o mut Vec<u8>,
+    now: Nanos,
+    count: usize,
+    /// An API error raised inside the parser (e.g. too many items), reported instead of the
+    /// serde error that carried it out.
+    failure: Option<ApiError>,
+}
+
+impl<'de> DeserializeSeed<'de> for &mut Batch<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for &mut Batch<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a BatchVerifyApiKeysRequest object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "requests" && !seen {
+                seen = true;
+                map.next_value_seed(Items(&mut *self))?;
+            } else if key == "requests" {
+                return Err(de::Error::duplicate_field("requests"));
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Items<'b, 's, 'o>(&'b mut Batch<'s, 'o>);
+
+impl<'de> DeserializeSeed<'de> for Items<'_, '_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Items<'_, '_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of VerifyApiKeyRequest")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let batch = self.0;
+        while let Some(item) = seq.next_element::<Option<VerifyBody<'de>>>()? {
+            batch.count += 1;
+            if batch.count > MAX_BATCH_VERIFY {
+                batch.failure =
+                    Some(ApiError::bad_request(format!("requests must have at most {MAX_BATCH_VERIFY} items")));
+                return Err(de::Error::custom("too many items"));
+            }
+            if batch.count > 1 {
+                batch.out.push(b',');
+            }
+            let item = item.unwrap_or_default();
+            let credential = item.credential.as_deref().unwrap_or("");
+            let expects_audience = item.expected_audiences.is_some_and(|a| a.0 > 0);
+            if let Err(e) = batch.source.answer(credential, expects_audience, batch.now, batch.out) {
+                batch.failure = Some(e);
+                return Err(de::Error::custom("item failed"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# SDK-compatibility test: start a talos binary on a free loopback port with an
+# in-memory store and run tests/sdk (the official `ory-client` Python SDK) against it.
+#
+# usage: tests/sdk/run.sh path/to/talos-binary
+#
+# Environment:
+#   SDK_VENV   where the Python venv lives (default: target/sdk-venv); reused while
+#              tests/sdk/requirements.txt is unchanged.
+#   PYTHON     interpreter used to create the venv (default: python3).
+#   PYTEST_ARGS extra arguments for pytest (word-split), e.g. "-x -k verify".
+#
+# Exit code: pytest's (or non-zero if the server could not be started).
+set -euo pipefail
+
+if [[ $# -ne 1 ]]; then
+    echo "usage: $0 path/to/talos-binary" >&2
+    exit 2
+fi
+
+SDK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SDK_DIR/../.." && pwd)"
+cd "$REPO_ROOT"
+
+BIN="$1"
+if [[ "$BIN" != */* ]]; then
+    BIN="$(command -v "$BIN" || true)"
+fi
+if [[ -z "$BIN" || ! -x "$BIN" ]]; then
+    echo "run.sh: talos binary '$1' not found or not executable" >&2
+    exit 2
+fi
+BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
+
+PYTHON="${PYTHON:-python3}"
+VENV="${SDK_VENV:-target/sdk-venv}"
+REQS="$SDK_DIR/requirements.txt"
+
+# --- venv, reused while requirements.txt is unchanged -----------------------
+req_hash="$(sha256sum "$REQS" | cut -d' ' -f1)"
+stamp="$VENV/.requirements.sha256"
+if [[ ! -x "$VENV/bin/python" || ! -f "$stamp" || "$(cat "$stamp")" != "$req_hash" ]]; then
+    echo "run.sh: creating venv in $VENV" >&2
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQS"
+    echo "$req_hash" > "$stamp"
+fi
+VPY="$VENV/bin/python"
+
+# --- temporary config ---------------------------------------------------------
+TMP_DIR="$(mktemp -d "${TMPDIR:-/tmp}/talos-sdk.XXXXXX")"
+SERVER_LOG="$TMP_DIR/server.log"
+SERVER_PID=""
+PYTEST_RC=1
+
+cleanup() {
+    local rc=$?
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [[ $rc -ne 0 && -f "$SERVER_LOG" ]]; then
+        echo "---- talos server log (last 100 lines) ----" >&2
+        tail -n 100 "$SERVER_LOG" >&2 || true
+        echo "---- end of server log ----" >&2
+    fi
+    rm -rf "$TMP_DIR"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+PORT="$("$VPY" -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()')"
+BASE_URL="http://127.0.0.1:$PORT"
+
+CONFIG="$TMP_DIR/config.yaml"
+cat > "$CONFIG" <<EOF
+serve:
+  http: { host: 127.0.0.1, port: $PORT }
+credentials:
+  issuer: $BASE_URL
+  api_keys: { default_ttl: 720h }
+secrets:
+  hmac: { current: "sdk-test-secret-0123456789abcdef0123456789" }
+db: { dsn: memory }
+log: { level: info, format: text }
+EOF
+
+# --- start the server and wait for readiness ----------------------------------
+"$BIN" serve --config "$CONFIG" >"$SERVER_LOG" 2>&1 &
+SERVER_PID=$!
+
+"$VPY" - "$BASE_URL/health/ready" "$SERVER_PID" <<'EOF'
+import os, sys, time, urllib.request, urllib.error
+url, pid = sys.argv[1], int(sys.argv[2])
+deadline = time.monotonic() + 30.0
+last = "no answer"
+while time.monotonic() < deadline:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            dead = f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        dead = True
+    if dead:
+        sys.exit(f"run.sh: talos exited before becoming ready ({last})")
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            if resp.status == 200:
+                sys.exit(0)
+            last = f"HTTP {resp.status}"
+    except urllib.error.HTTPError as e:
+        last = f"HTTP {e.code}"
+    except (urllib.error.URLError, OSError) as e:
+        last = str(e)
+    time.sleep(0.05)
+sys.exit(f"run.sh: {url} not ready within 30s ({last})")
+EOF
+# (a failed readiness check exits non-zero here via set -e, printing the log)
+
+# --- run the tests ------------------------------------------------------------
+set +e
+# shellcheck disable=SC2086
+PYTHONDONTWRITEBYTECODE=1 TALOS_URL="$BASE_URL" TALOS_ISSUER="$BASE_URL" \
+    "$VPY" -m pytest -q -p no:cacheprovider tests/sdk ${PYTEST_ARGS:-}
+PYTEST_RC=$?
+set -e
+exit "$PYTEST_RC"

@@ -47,7 +47,8 @@ async fn hyper_handle(service: AdminService, peer: SocketAddr, req: Request<Inco
 pub async fn serve(listener: TcpListener, service: AdminService, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    // half_close: a client that shuts down its write side after the request still gets the answer.
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true).half_close(true);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

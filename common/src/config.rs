@@ -992,13 +992,13 @@ fn env_node(spec: &KeySpec, name: &str, value: &str, report: &mut Report) -> Opt
         Kind::StrList | Kind::EnumList(_) | Kind::Retired { .. } | Kind::Networks => {
             match serde_json::from_str::<serde_json::Value>(value) {
                 Ok(json @ serde_json::Value::Array(_)) => Some(Node::from_json(json)),
-                Ok(_) => {
-                    report.problem(spec.path, format!("expected a JSON array (set by {name})"));
+                // serde_json's syntax errors give a position, never the input.
+                Err(e) if value.trim_start().starts_with('[') => {
+                    report.problem(spec.path, format!("expected a JSON array: {e} (set by {name})"));
                     None
                 }
-                // serde_json's syntax errors give a position, never the input.
-                Err(e) => {
-                    report.problem(spec.path, format!("expected a JSON array: {e} (set by {name})"));
+                _ => {
+                    report.problem(spec.path, format!("expected a JSON array (set by {name})"));
                     None
                 }
             }
@@ -1304,11 +1304,13 @@ fn retired(
                     },
                     "expires_at" => match field {
                         Node::Null => {}
+                        // The value is not quoted back: in a list of secrets, a misplaced
+                        // secret could land here.
                         Node::Str(s, _) => match OffsetDateTime::parse(&s, &Rfc3339) {
                             Ok(t) => expires_at = Some(t),
                             Err(_) => {
                                 ok = false;
-                                report.problem(field_key, format!("expected an RFC 3339 timestamp such as \"2030-01-01T00:00:00Z\", got {s:?}{origin}"));
+                                report.problem(field_key, format!("expected an RFC 3339 timestamp such as \"2030-01-01T00:00:00Z\"{origin}"));
                             }
                         },
                         other => {
@@ -1780,4 +1782,585 @@ fn drop_expired<T>(
         }
     }
     kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A valid `secrets.hmac.current`.
+    macro_rules! hmac {
+        () => {
+            "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\"}}\n"
+        };
+    }
+    /// A valid `credentials.issuer`.
+    macro_rules! issuer {
+        () => {
+            "credentials: {issuer: \"https://api.example.com\"}\n"
+        };
+    }
+    /// The smallest valid document plus `$extra` (top-level keys other than those two).
+    macro_rules! base {
+        ($extra:literal) => {
+            concat!(issuer!(), hmac!(), $extra)
+        };
+    }
+
+    type Probe = fn(&Config) -> String;
+    const NOTHING: Probe = |_| String::new();
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    /// What loading gives: the probe's rendering of the config and a `warning: …` line per
+    /// warning, or an `error: …` line per problem.
+    fn outcome(yaml: &str, vars: &[(&str, &str)], probe: Probe) -> String {
+        match Config::from_yaml_str(yaml, &env(vars)) {
+            Ok((config, warnings)) => {
+                let mut lines = vec![probe(&config)];
+                lines.retain(|line| !line.is_empty());
+                lines.extend(warnings.iter().map(|w| format!("warning: {w}")));
+                lines.join("\n")
+            }
+            Err(errors) => errors.0.iter().map(|p| format!("error: {p}")).collect::<Vec<_>>().join("\n"),
+        }
+    }
+
+    fn check(yaml: &str, vars: &[(&str, &str)], probe: Probe, expected: &str) {
+        assert_eq!(outcome(yaml, vars, probe), expected, "\n--- yaml:\n{yaml}\n--- env: {vars:?}");
+    }
+
+    fn load(yaml: &str, vars: &[(&str, &str)]) -> Config {
+        match Config::from_yaml_str(yaml, &env(vars)) {
+            Ok((config, _)) => config,
+            Err(errors) => panic!("config should load:\n{errors}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(base!(""), &[]);
+        assert_eq!(c.serve.http, Listen { host: "0.0.0.0".into(), port: 4420 });
+        assert_eq!(c.serve.metrics, Listen { host: "0.0.0.0".into(), port: 4422 });
+        let parallelism = std::thread::available_parallelism().map_or(1, usize::from).min(1024);
+        assert_eq!(c.serve.workers, parallelism);
+        assert_eq!(c.serve.client_ip_source, ClientIpSource::RemoteAddr);
+        assert!(!c.serve.trust_forwarded_host);
+        assert!(!c.serve.exclude_health_from_request_log);
+        assert_eq!(c.credentials.issuer, "https://api.example.com");
+        assert!(c.credentials.issuer_retired.is_empty());
+        assert_eq!(c.credentials.clock_skew, Duration::from_secs(300));
+        assert_eq!(c.credentials.api_keys.default_ttl, None);
+        assert_eq!(c.credentials.api_keys.max_ttl, Duration::from_secs(8760 * 3600));
+        assert_eq!(c.credentials.api_keys.prefix.current, "ory_ak");
+        assert!(c.credentials.api_keys.prefix.retired.is_empty());
+        assert_eq!(c.credentials.api_keys.prefix.public_current, None);
+        assert!(c.credentials.api_keys.prefix.public_retired.is_empty());
+        let derived = &c.credentials.derived_tokens;
+        assert_eq!(derived.default_ttl, Duration::from_secs(3600));
+        assert_eq!(derived.jwt_signing_key_id, "");
+        assert!(derived.jwt_signing_key_urls.is_empty());
+        assert_eq!(derived.macaroon_prefix, "mc");
+        assert!(derived.macaroon_prefix_retired.is_empty());
+        assert_eq!(c.secrets.hmac.current.expose(), "0123456789abcdef0123456789abcdef");
+        assert!(c.secrets.hmac.retired.is_empty());
+        assert!(c.secrets.pagination.is_none());
+        assert_eq!(c.db.dsn, Dsn::Redb("talos.redb".into()));
+        assert_eq!(c.snapshot.refresh_interval, Duration::from_millis(100));
+        assert_eq!(c.snapshot.max_staleness, Duration::from_secs(30));
+        assert_eq!((c.cache.kind.as_str(), c.cache.enabled, c.cache.ttl), ("noop", false, Duration::from_secs(300)));
+        assert_eq!(c.quota.api_keys_max, 0);
+        assert_eq!((c.log.level.as_str(), c.log.format.as_str()), ("info", "json"));
+        let l = &c.last_used;
+        assert_eq!((l.queue_size, l.flush_size, l.flush_interval, l.num_workers), (10_000, 100, Duration::from_secs(30), 4));
+    }
+
+    #[test]
+    fn serve() {
+        check(base!("serve: {http: {port: 80}}"), &[], |c| c.serve.http.port.to_string(), "80");
+        check(base!("serve: {http: {port: 0}}"), &[], |c| c.serve.http.port.to_string(), "0");
+        check(base!("serve: {http: {host: 127.0.0.1}, metrics: {host: \"::1\", port: 9000}}"), &[], |c| format!("{:?} {:?}", c.serve.http, c.serve.metrics), "Listen { host: \"127.0.0.1\", port: 4420 } Listen { host: \"::1\", port: 9000 }");
+        check(base!("serve: {http: {port: 65536}}"), &[], NOTHING, "error: serve.http.port: must be between 0 and 65535, got 65536");
+        check(base!("serve: {http: {port: -1}}"), &[], NOTHING, "error: serve.http.port: must be between 0 and 65535, got -1");
+        check(base!("serve: {http: {port: \"80\"}}"), &[], NOTHING, "error: serve.http.port: expected an integer, found a string");
+        check(base!("serve: {http: {port: 80.5}}"), &[], NOTHING, "error: serve.http.port: expected an integer, found a number");
+        check(base!("serve: {http: {host: \"\"}}"), &[], NOTHING, "error: serve.http.host: must not be empty (use 0.0.0.0 to listen on every interface)");
+        check(base!("serve: {workers: 8}"), &[], |c| c.serve.workers.to_string(), "8");
+        check(base!("serve: {workers: 0}"), &[], NOTHING, "error: serve.workers: must be between 1 and 1024, got 0");
+        check(base!("serve: {workers: 1025}"), &[], NOTHING, "error: serve.workers: must be between 1 and 1024, got 1025");
+        check(base!("serve: {http: {client_ip_source: X_FORWARDED_FOR}}"), &[], |c| format!("{:?}", c.serve.client_ip_source), "XForwardedFor");
+        check(base!("serve: {http: {client_ip_source: CF_CONNECTING_IP}}"), &[], |c| format!("{:?}", c.serve.client_ip_source), "CfConnectingIp");
+        check(base!("serve: {http: {client_ip_source: X_REAL_IP}}"), &[], |c| format!("{:?}", c.serve.client_ip_source), "XRealIp");
+        check(base!("serve: {http: {client_ip_source: TRUE_CLIENT_IP}}"), &[], |c| format!("{:?}", c.serve.client_ip_source), "TrueClientIp");
+        check(base!("serve: {http: {client_ip_source: CLIENT_IP_SOURCE_UNSPECIFIED}}"), &[], |c| format!("{:?}", c.serve.client_ip_source), "RemoteAddr");
+        check(base!("serve: {http: {client_ip_source: FORWARDED}}"), &[], |c| format!("{:?}", c.serve.client_ip_source), "RemoteAddr\nwarning: serve.http.client_ip_source: unknown value \"FORWARDED\", using the peer address (REMOTE_ADDR)");
+        check(base!("serve: {http: {trust_forwarded_host: true, request_log: {exclude_health_endpoints: true}}}"), &[], |c| format!("{} {}", c.serve.trust_forwarded_host, c.serve.exclude_health_from_request_log), "true true");
+        check(base!("serve: {http: {trust_forwarded_host: yes}}"), &[], NOTHING, "error: serve.http.trust_forwarded_host: expected a boolean (true or false), found a string");
+    }
+
+    #[test]
+    fn credentials() {
+        check(concat!(hmac!(), "credentials: {issuer: \"\"}"), &[], NOTHING, "error: credentials.issuer: must not be empty");
+        check(concat!(hmac!(), "credentials: {issuer: 42}"), &[], NOTHING, "error: credentials.issuer: expected a string, found an integer; quote the value");
+        check(concat!(hmac!(), "credentials: {issuer: a, issuer_retired: [b, {value: c, expires_at: \"2999-01-01T00:00:00Z\"}]}"), &[], |c| format!("{:?}", c.credentials.issuer_retired.iter().map(|r| (r.value.as_str(), r.expires_at.map(|t| t.year()))).collect::<Vec<_>>()), "[(\"b\", None), (\"c\", Some(2999))]");
+        check(concat!(hmac!(), "credentials: {issuer: a, issuer_retired: [b, {value: c, expires_at: \"2000-01-01T00:00:00Z\"}]}"), &[], |c| c.credentials.issuer_retired.len().to_string(), "1\nwarning: credentials.issuer_retired[1]: expired at 2000-01-01T00:00:00Z, ignored");
+        check(concat!(hmac!(), "credentials: {issuer: a, issuer_retired: [\"\"]}"), &[], NOTHING, "error: credentials.issuer_retired[0]: must not be empty");
+        check(concat!(hmac!(), "credentials: {issuer: a, clock_skew: 10m}"), &[], |c| format!("{:?}", c.credentials.clock_skew), "600s");
+        check(concat!(hmac!(), "credentials: {issuer: a, clock_skew: 601s}"), &[], NOTHING, "error: credentials.clock_skew: must be at most 600s, got \"601s\"");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 720h, max_ttl: 1y}}"), &[], |c| format!("{:?} {:?}", c.credentials.api_keys.default_ttl, c.credentials.api_keys.max_ttl), "Some(2592000s) 31536000s");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {max_ttl: 0s}}"), &[], |c| format!("{:?}", c.credentials.api_keys.max_ttl), "0ns");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 9000h}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: must not exceed credentials.api_keys.max_ttl (31536000s)");
+        check(concat!(hmac!(), "credentials: {issuer: a, derived_tokens: {default_ttl: 15m, jwt: {signing_key_id: k1, signing_keys: {urls: [\"base64://e30=\"]}}}}"), &[], |c| format!("{:?} {} {:?}", c.credentials.derived_tokens.default_ttl, c.credentials.derived_tokens.jwt_signing_key_id, c.credentials.derived_tokens.jwt_signing_key_urls), "900s k1 [\"base64://e30=\"]");
+        check(concat!(hmac!(), "credentials: {issuer: a, derived_tokens: {jwt: {jwks: {urls: [\"base64://e30=\"]}}}}"), &[], |c| c.credentials.derived_tokens.jwt_signing_key_urls.len().to_string(), "1\nwarning: credentials.derived_tokens.jwt.jwks.urls is deprecated; use credentials.derived_tokens.jwt.signing_keys.urls");
+        check(concat!(hmac!(), "credentials: {issuer: a, derived_tokens: {jwt: {signing_keys: {urls: [\"base64://e30=\", \"https://keys.example.com/jwks.json\", \"e30=\"]}}}}"), &[], NOTHING, "error: credentials.derived_tokens.jwt.signing_keys.urls[1]: must be a base64:// URL, found a \"https\" URL\nerror: credentials.derived_tokens.jwt.signing_keys.urls[2]: must be a base64:// URL, found a value without a scheme");
+    }
+
+    #[test]
+    fn durations() {
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 5}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: missing unit in duration \"5\"");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: \"5\"}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: missing unit in duration \"5\"");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 1.5}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: missing unit in duration \"1.5\"");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 5x}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: unknown unit \"x\" in duration \"5x\" (valid units: ns, us, ms, s, m, h, d, w, mo, y)");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 30days}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: unknown unit \"days\" in duration \"30days\" (valid units: ns, us, ms, s, m, h, d, w, mo, y)");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: -5m}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: negative duration \"-5m\" is not allowed");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 0s}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: must be greater than 0, got \"0s\"");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: [5m]}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: expected a duration such as \"5m\", found a list");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: }}"), &[], |c| format!("{:?}", c.credentials.api_keys.default_ttl), "None");
+        check(base!("snapshot: {refresh_interval: 1ms, max_staleness: 1m}"), &[], |c| format!("{:?} {:?}", c.snapshot.refresh_interval, c.snapshot.max_staleness), "1ms 60s");
+        check(base!("snapshot: {refresh_interval: 0s}"), &[], NOTHING, "error: snapshot.refresh_interval: must be at least 0.001s, got \"0s\"");
+        check(base!("snapshot: {refresh_interval: 10s, max_staleness: 5s}"), &[], NOTHING, "error: snapshot.max_staleness: must not be shorter than snapshot.refresh_interval (10s)");
+        check(base!("last_used: {flush_interval: 5}"), &[], NOTHING, "error: last_used.flush_interval: missing unit in duration \"5\"");
+        check(base!("cache: {redis: {timeout: 3 s}}"), &[], NOTHING, "error: cache.redis.timeout: unknown unit \" s\" in duration \"3 s\" (valid units: ns, us, ms, s, m, h, d, w, mo, y)");
+    }
+
+    #[test]
+    fn prefixes() {
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {current: sk_live, retired: [ory_ak, old], public_current: pk_live, public_retired: [pk]}}}"), &[], |c| format!("{:?}", c.credentials.api_keys.prefix), "Prefixes { current: \"sk_live\", retired: [\"ory_ak\", \"old\"], public_current: Some(\"pk_live\"), public_retired: [\"pk\"] }");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {current: sk-live}}}"), &[], NOTHING, "error: credentials.api_keys.prefix.current: invalid prefix \"sk-live\": must be 1 to 16 characters from a-z, A-Z, 0-9 and _");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {current: \"\"}}}"), &[], NOTHING, "error: credentials.api_keys.prefix.current: invalid prefix \"\": must be 1 to 16 characters from a-z, A-Z, 0-9 and _");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {current: abcdefghijklmnopq}}}"), &[], NOTHING, "error: credentials.api_keys.prefix.current: invalid prefix \"abcdefghijklmnopq\": must be 1 to 16 characters from a-z, A-Z, 0-9 and _");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {current: abcdefghijklmnop}}}"), &[], |c| c.credentials.api_keys.prefix.current.clone(), "abcdefghijklmnop");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {retired: [ok, not ok]}}}"), &[], NOTHING, "error: credentials.api_keys.prefix.retired[1]: invalid prefix \"not ok\": must be 1 to 16 characters from a-z, A-Z, 0-9 and _");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {public_current: ory_ak}}}"), &[], NOTHING, "error: credentials.api_keys.prefix.public_current: must differ from credentials.api_keys.prefix.current");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {retired: old}}}"), &[], NOTHING, "error: credentials.api_keys.prefix.retired: expected a list, found a string");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {retired: [1]}}}"), &[], NOTHING, "error: credentials.api_keys.prefix.retired[0]: expected a string, found an integer; quote the value");
+        check(concat!(hmac!(), "credentials: {issuer: a, derived_tokens: {macaroon: {prefix: {current: mac_v2, retired: [mc]}}}}"), &[], |c| format!("{} {:?}", c.credentials.derived_tokens.macaroon_prefix, c.credentials.derived_tokens.macaroon_prefix_retired), "mac_v2 [\"mc\"]");
+        check(concat!(hmac!(), "credentials: {issuer: a, derived_tokens: {macaroon: {prefix: {current: abcdefghi}}}}"), &[], NOTHING, "error: credentials.derived_tokens.macaroon.prefix.current: invalid prefix \"abcdefghi\": must be 1 to 8 characters from a-z, A-Z, 0-9 and _");
+        check(concat!(hmac!(), "credentials: {issuer: a, derived_tokens: {macaroon: {prefix: {retired: [\"m.c\"]}}}}"), &[], NOTHING, "error: credentials.derived_tokens.macaroon.prefix.retired[0]: invalid prefix \"m.c\": must be 1 to 8 characters from a-z, A-Z, 0-9 and _");
+        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {current: mc}}}"), &[], NOTHING, "error: credentials.api_keys.prefix.current: prefix \"mc\" is also a macaroon prefix");
+    }
+
+    #[test]
+    fn secrets() {
+        check(concat!(issuer!(), "secrets: {hmac: {current: a-plain-unquoted-secret-of-32-chars}}"), &[], |c| c.secrets.hmac.current.expose().to_owned(), "a-plain-unquoted-secret-of-32-chars");
+        check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789012345678901234567890123\"}}"), &[], |c| c.secrets.hmac.current.expose().to_owned(), "0123456789012345678901234567890123");
+        check(concat!(issuer!(), "secrets: {hmac: {current: '0123456789012345678901234567890123'}}"), &[], |c| c.secrets.hmac.current.expose().to_owned(), "0123456789012345678901234567890123");
+        check(concat!(issuer!(), "secrets: {hmac: {current: 0123456789012345678901234567890123}}"), &[], NOTHING, "error: secrets.hmac.current: secrets are read as strings, but this unquoted value reads as a number: put it in quotes");
+        check(concat!(issuer!(), "secrets: {hmac: {current: 12345678901234567890123456789012345}}"), &[], NOTHING, "error: secrets.hmac.current: secrets are read as strings, but this unquoted value reads as a number: put it in quotes");
+        check(concat!(issuer!(), "secrets: {hmac: {current: 1_234_567_890_123_456_789_012_345_678_901}}"), &[], NOTHING, "error: secrets.hmac.current: secrets are read as strings, but this unquoted value reads as a number: put it in quotes");
+        check(concat!(issuer!(), "secrets: {hmac: {current: 1e5}}"), &[], NOTHING, "error: secrets.hmac.current: secrets are read as strings, but this unquoted value reads as a number: put it in quotes");
+        check(concat!(issuer!(), "secrets: {hmac: {current: yes}}"), &[], NOTHING, "error: secrets.hmac.current: secrets are read as strings, but this unquoted value reads as a boolean: put it in quotes");
+        check(concat!(issuer!(), "secrets: {hmac: {current: true}}"), &[], NOTHING, "error: secrets.hmac.current: secrets are read as strings, but this unquoted value reads as a boolean: put it in quotes");
+        check(concat!(issuer!(), "secrets: {hmac: {current: \"yes\"}}"), &[], NOTHING, "error: secrets.hmac.current: must be at least 32 characters long, this one has 3");
+        check(concat!(issuer!(), "secrets: {hmac: {current: \"short\"}}"), &[], NOTHING, "error: secrets.hmac.current: must be at least 32 characters long, this one has 5");
+        check(concat!(issuer!(), "secrets: {hmac: {current: \"\"}}"), &[], NOTHING, "error: secrets.hmac.current: must not be empty");
+        check(concat!(issuer!(), "secrets: {hmac: {current: }}"), &[], NOTHING, "error: secrets.hmac.current: required");
+        check(concat!(issuer!(), "secrets: {hmac: {current: [a]}}"), &[], NOTHING, "error: secrets.hmac.current: expected a string, found a list");
+        check(concat!(issuer!(), "secrets: {hmac: {current: \"", "0123456789abcdef0123456789abcdef", "\", retired: [\"fedcba9876543210fedcba9876543210\", {value: \"ffffffffffffffffffffffffffffffff\", expires_at: \"2999-01-01T00:00:00Z\"}, {value: \"eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee\"}]}}"), &[], |c| format!("{:?}", c.secrets.hmac.retired.iter().map(|r| (r.value.expose(), r.expires_at.map(|t| t.year()))).collect::<Vec<_>>()), "[(\"fedcba9876543210fedcba9876543210\", None), (\"ffffffffffffffffffffffffffffffff\", Some(2999)), (\"eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee\", None)]");
+        check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\", retired: [\"fedcba9876543210fedcba9876543210\", {value: \"ffffffffffffffffffffffffffffffff\", expires_at: \"2000-01-01T00:00:00Z\"}]}}"), &[], |c| c.secrets.hmac.retired.len().to_string(), "1\nwarning: secrets.hmac.retired[1]: expired at 2000-01-01T00:00:00Z, ignored");
+        check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\", retired: [\"short\", {value: \"also-short\"}]}}"), &[], NOTHING, "error: secrets.hmac.retired[0]: must be at least 32 characters long, this one has 5\nerror: secrets.hmac.retired[1]: must be at least 32 characters long, this one has 10");
+        check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\", retired: [0123456789012345678901234567890123, {value: on}]}}"), &[], NOTHING, "error: secrets.hmac.retired[0]: secrets are read as strings, but this unquoted value reads as a number: put it in quotes\nerror: secrets.hmac.retired[1].value: secrets are read as strings, but this unquoted value reads as a boolean: put it in quotes");
+        check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\", retired: [{expires_at: \"2999-01-01T00:00:00Z\"}]}}"), &[], NOTHING, "error: secrets.hmac.retired[0].value: required");
+        check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\", retired: [{value: \"fedcba9876543210fedcba9876543210\", expires: \"2999-01-01T00:00:00Z\"}]}}"), &[], NOTHING, "error: secrets.hmac.retired[0].expires: unknown key");
+        check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\", retired: [{value: \"fedcba9876543210fedcba9876543210\", expires_at: tomorrow}]}}"), &[], NOTHING, "error: secrets.hmac.retired[0].expires_at: expected an RFC 3339 timestamp such as \"2030-01-01T00:00:00Z\"");
+        check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\", retired: \"fedcba9876543210fedcba9876543210\"}}"), &[], NOTHING, "error: secrets.hmac.retired: expected a list, found a string");
+        check(concat!(issuer!(), hmac!(), "secrets: {}"), &[], NOTHING, "error: secrets: duplicate key");
+    }
+
+    #[test]
+    fn pagination_secrets() {
+        const P: Probe = |c| match &c.secrets.pagination {
+            Some(set) => format!("{} +{}", set.current.expose(), set.retired.len()),
+            None => "none".to_owned(),
+        };
+        check(base!(""), &[], P, "none");
+        check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\"}, default: {current: \"pagination-secret-of-at-least-32-chars\"}}"), &[], P, "pagination-secret-of-at-least-32-chars +0");
+        check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\"}, pagination: {current: \"pagination-secret-of-at-least-32-chars\", retired: [\"older-pagination-secret-of-32-chars\"]}}"), &[], P, "pagination-secret-of-at-least-32-chars +1");
+        check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\"}, pagination: {current: \"pagination-secret-of-at-least-32-chars\"}, default: {current: \"default-secret-of-at-least-32-chars\"}}"), &[], P, "pagination-secret-of-at-least-32-chars +0\nwarning: secrets.default is ignored because secrets.pagination is set");
+        check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\"}, default: {current: short}}"), &[], P, "error: secrets.default.current: must be at least 32 characters long, this one has 5");
+        check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\"}, pagination: {retired: [\"older-pagination-secret-of-32-chars\"]}}"), &[], P, "error: secrets.pagination.current: required when secrets.pagination.retired is set");
+    }
+
+    #[test]
+    fn db() {
+        const DSN: Probe = |c| format!("{:?}", c.db.dsn);
+        check(base!("db: {dsn: memory}"), &[], DSN, "Memory");
+        check(base!("db: {dsn: talos.redb}"), &[], DSN, "Redb(\"talos.redb\")");
+        check(base!("db: {dsn: /var/lib/talos/talos.redb}"), &[], DSN, "Redb(\"/var/lib/talos/talos.redb\")");
+        check(base!("db: {dsn: \"redb:///var/lib/talos/talos.redb\"}"), &[], DSN, "Redb(\"/var/lib/talos/talos.redb\")");
+        check(base!("db: {dsn: \"redb://data/talos.redb\"}"), &[], DSN, "Redb(\"data/talos.redb\")");
+        check(base!("db: {dsn: \"redb://\"}"), &[], DSN, "error: db.dsn: has no path after \"redb://\"");
+        check(base!("db: {dsn: \"\"}"), &[], DSN, "error: db.dsn: must not be empty");
+        check(base!("db: {dsn: \"postgres://talos@db:5432/talos?sslmode=disable&max_conns=20\"}"), &[], |c| match &c.db.dsn { Dsn::Postgres(url) => url.clone(), other => format!("{other:?}") }, "postgres://talos@db:5432/talos?sslmode=disable&max_conns=20");
+        check(base!("db: {dsn: \"postgresql://talos@db/talos\"}"), &[], DSN, "Postgres(\"postgresql://talos@db/talos\")");
+        check(base!("db: {dsn: \"cockroach://root@db:26257/talos\"}"), &[], DSN, "Postgres(\"postgres://root@db:26257/talos\")");
+        check(base!("db: {dsn: \"sqlite://talos.db?_fk=true\"}"), &[], DSN, "error: db.dsn: unsupported scheme \"sqlite\": use \"memory\", a redb file (\"redb:///path\" or a plain path) or \"postgres://…\"");
+        check(base!("db: {dsn: \"mysql://root:hunter2@db/talos\"}"), &[], DSN, "error: db.dsn: unsupported scheme \"mysql\": use \"memory\", a redb file (\"redb:///path\" or a plain path) or \"postgres://…\"");
+    }
+
+    #[test]
+    fn dsn_debug_redacts_passwords() {
+        let check = |url: &str, expected: &str| assert_eq!(format!("{:?}", Dsn::Postgres(url.to_owned())), expected, "{url}");
+        check("postgres://talos:hunter2@db:5432/talos", "Postgres(\"postgres://talos:<redacted>@db:5432/talos\")");
+        check("postgres://talos:p%40ss@db/talos?sslmode=require&password=hunter2", "Postgres(\"postgres://talos:<redacted>@db/talos?sslmode=require&password=<redacted>\")");
+        check("postgres://db/talos?PASSWORD=hunter2&sslpassword=x", "Postgres(\"postgres://db/talos?PASSWORD=<redacted>&sslpassword=<redacted>\")");
+        check("postgres://talos@db/talos", "Postgres(\"postgres://talos@db/talos\")");
+        check("postgres://u:a@b@db/talos", "Postgres(\"postgres://u:<redacted>@db/talos\")");
+    }
+
+    #[test]
+    fn other_sections() {
+        check(base!("cache: {type: memory, enabled: true, ttl: 1m}"), &[], |c| format!("{:?}", c.cache), "Cache { kind: \"memory\", enabled: true, ttl: 60s }");
+        check(base!("cache: {type: lru}"), &[], NOTHING, "error: cache.type: must be one of \"memory\", \"redis\", \"noop\", got \"lru\"");
+        check(base!("cache: {memory: {max_size: 1024}}"), &[], NOTHING, "error: cache.memory.max_size: must be between 1048576 and 10737418240, got 1024");
+        check(base!("cache: {memory: {num_counters: 1e6}}"), &[], NOTHING, "");
+        check(base!("quota: {api_keys_max: 1000}"), &[], |c| c.quota.api_keys_max.to_string(), "1000");
+        check(base!("quota: {api_keys_max: -1}"), &[], NOTHING, "error: quota.api_keys_max: must be at least 0, got -1");
+        check(base!("log: {level: debug, format: text}"), &[], |c| format!("{:?}", c.log), "Log { level: \"debug\", format: \"text\" }");
+        check(base!("log: {level: verbose}"), &[], NOTHING, "error: log.level: must be one of \"debug\", \"info\", \"warn\", \"error\", got \"verbose\"");
+        check(base!("log: {format: xml}"), &[], NOTHING, "error: log.format: must be one of \"json\", \"text\", got \"xml\"");
+        check(base!("last_used: {queue_size: 1000, flush_size: 50, flush_interval: 5s, num_workers: 2}"), &[], |c| format!("{:?}", c.last_used), "LastUsed { queue_size: 1000, flush_size: 50, flush_interval: 5s, num_workers: 2 }");
+        check(base!("last_used: {queue_size: 255}"), &[], NOTHING, "error: last_used.queue_size: must be between 256 and 1000000, got 255");
+        check(base!("last_used: {num_workers: 65}"), &[], NOTHING, "error: last_used.num_workers: must be between 1 and 64, got 65");
+        check(base!("last_used: {queue_size: 256, flush_size: 1000}"), &[], NOTHING, "error: last_used.flush_size: must not exceed last_used.queue_size (256)");
+        check(base!("serve: {http: {cors: {enabled: true, allowed_methods: [GET, FETCH]}}}"), &[], NOTHING, "error: serve.http.cors.allowed_methods[1]: must be one of \"GET\", \"HEAD\", \"POST\", \"PUT\", \"PATCH\", \"DELETE\", \"OPTIONS\", \"CONNECT\", \"TRACE\", got \"FETCH\"");
+        check(base!("tracing: {sample_rate: 1.5}"), &[], NOTHING, "error: tracing.sample_rate: must be between 0 and 1, got 1.5");
+        check(base!("tracing: {service_version: 1.0}"), &[], NOTHING, "error: tracing.service_version: expected a string, found a number; quote the value");
+        check(base!("rate_limit: {backend: postgres}"), &[], NOTHING, "error: rate_limit.backend: must be one of \"memory\", \"redis\", got \"postgres\"");
+        check(base!("multitenancy: {networks: [{hostname: a.example.com, id: 0b1c2d3e-0000-4000-8000-000000000000}]}"), &[], NOTHING, "");
+        check(base!("multitenancy: {networks: [{hostname: a.example.com, id: nope, path: x}, {}]}"), &[], NOTHING, "error: multitenancy.networks[0].id: expected a UUID, got \"nope\"\nerror: multitenancy.networks[0].path: unknown key\nerror: multitenancy.networks[0].id: required\nerror: multitenancy.networks[1].hostname: required\nerror: multitenancy.networks[1].id: required");
+    }
+
+    #[test]
+    fn document_shape() {
+        check(base!("serve: {http: {prot: 80}}"), &[], NOTHING, "error: serve.http.prot: unknown key");
+        check(base!("frobnicate: true"), &[], NOTHING, "error: frobnicate: unknown key");
+        check(base!("credentials_typo: {issuer: x}"), &[], NOTHING, "error: credentials_typo: unknown key");
+        check(base!("serve: 4420"), &[], NOTHING, "error: serve: expected a mapping, found an integer");
+        check(base!("serve: {http: {port: 1, port: 2}}"), &[], NOTHING, "error: serve.http.port: duplicate key");
+        check(base!("serve:\n"), &[], |c| c.serve.http.port.to_string(), "4420");
+        check(base!("1: x"), &[], NOTHING, "error: 1: unknown key");
+        check("[1, 2]", &[], NOTHING, "error: the configuration must be a mapping, found a list\nerror: credentials.issuer: required\nerror: secrets.hmac.current: required");
+        check("serve: {http: {port: 80}", &[], NOTHING, "error: invalid YAML: did not find expected ',' or '}' at line 2 column 1, while parsing a flow mapping at line 1 column 8");
+        check("a: !tagged b", &[], NOTHING, "error: invalid YAML: a: invalid type: enum, expected a YAML value without tags at line 1 column 4");
+        check("", &[], NOTHING, "error: credentials.issuer: required\nerror: secrets.hmac.current: required");
+        check("# only a comment\n", &[], NOTHING, "error: credentials.issuer: required\nerror: secrets.hmac.current: required");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        check(
+            "serve: {http: {port: 99999, hots: x}, workers: 0}\ncredentials: {clock_skew: 5, api_keys: {prefix: {current: \"bad prefix\"}}}\nsecrets: {hmac: {current: 0123456789012345678901234567890123}}\ndb: {dsn: \"sqlite://x\"}\nlog: {level: loud}\nextra: 1\n",
+            &[("TALOS_CACHE_ENABLED", "maybe")],
+            NOTHING,
+            "error: serve.http.hots: unknown key\n\
+             error: extra: unknown key\n\
+             error: cache.enabled: expected a boolean (true or false), got \"maybe\" (set by TALOS_CACHE_ENABLED)\n\
+             error: serve.http.port: must be between 0 and 65535, got 99999\n\
+             error: serve.workers: must be between 1 and 1024, got 0\n\
+             error: credentials.clock_skew: missing unit in duration \"5\"\n\
+             error: secrets.hmac.current: secrets are read as strings, but this unquoted value reads as a number: put it in quotes\n\
+             error: log.level: must be one of \"debug\", \"info\", \"warn\", \"error\", got \"loud\"\n\
+             error: credentials.issuer: required\n\
+             error: credentials.api_keys.prefix.current: invalid prefix \"bad prefix\": must be 1 to 16 characters from a-z, A-Z, 0-9 and _\n\
+             error: db.dsn: unsupported scheme \"sqlite\": use \"memory\", a redb file (\"redb:///path\" or a plain path) or \"postgres://…\"",
+        );
+    }
+
+    #[test]
+    fn environment_overrides() {
+        const PORT: Probe = |c| c.serve.http.port.to_string();
+        check(base!("serve: {http: {port: 80}}"), &[("TALOS_SERVE_HTTP_PORT", "81")], PORT, "81");
+        check(base!("serve: {http: {port: 80}}"), &[("SERVE_HTTP_PORT", "82")], PORT, "82");
+        check(base!("serve: {http: {port: 80}}"), &[("SERVE_HTTP_PORT", "82"), ("TALOS_SERVE_HTTP_PORT", "81")], PORT, "81");
+        check(base!(""), &[("TALOS_SERVE_HTTP_PORT", " 81 ")], PORT, "81");
+        check(base!(""), &[("TALOS_SERVE_HTTP_PORT", "http")], PORT, "error: serve.http.port: expected an integer, got \"http\" (set by TALOS_SERVE_HTTP_PORT)");
+        check(base!(""), &[("TALOS_SERVE_HTTP_PORT", "70000")], PORT, "error: serve.http.port: must be between 0 and 65535, got 70000 (set by TALOS_SERVE_HTTP_PORT)");
+        check(base!(""), &[("PATH", "/usr/bin"), ("HOME", "/root"), ("PORT", "1")], PORT, "4420");
+        check(base!(""), &[("TALOS_UNKNOWN_THING", "1")], PORT, "4420\nwarning: environment variable TALOS_UNKNOWN_THING names no configuration key and is ignored");
+        check(base!(""), &[("TALOS_SERVE_HTTP", "{}")], PORT, "4420\nwarning: environment variable TALOS_SERVE_HTTP names no configuration key and is ignored");
+        check(base!(""), &[("TALOS_SECRETS_HMAC_CURRENT", "from-the-environment-0123456789abcdef")], |c| c.secrets.hmac.current.expose().to_owned(), "from-the-environment-0123456789abcdef");
+        check(base!(""), &[("TALOS_SECRETS_HMAC_CURRENT", "0123456789012345678901234567890123")], |c| c.secrets.hmac.current.expose().to_owned(), "0123456789012345678901234567890123");
+        check(base!(""), &[("TALOS_SECRETS_HMAC_CURRENT", "short")], NOTHING, "error: secrets.hmac.current: must be at least 32 characters long, this one has 5");
+        check(issuer!(), &[("SECRETS_HMAC_CURRENT", "from-the-environment-0123456789abcdef")], |c| c.secrets.hmac.current.expose().to_owned(), "from-the-environment-0123456789abcdef");
+        check("", &[("TALOS_CREDENTIALS_ISSUER", "https://env.example.com"), ("TALOS_SECRETS_HMAC_CURRENT", "from-the-environment-0123456789abcdef")], |c| c.credentials.issuer.clone(), "https://env.example.com");
+        check(base!(""), &[("DB_DSN", "memory")], |c| format!("{:?}", c.db.dsn), "Memory");
+        check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_DEFAULT_TTL", "24h")], |c| format!("{:?}", c.credentials.api_keys.default_ttl), "Some(86400s)");
+        check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_DEFAULT_TTL", "24")], NOTHING, "error: credentials.api_keys.default_ttl: missing unit in duration \"24\" (set by TALOS_CREDENTIALS_API_KEYS_DEFAULT_TTL)");
+        check(base!(""), &[("TALOS_SERVE_HTTP_TRUST_FORWARDED_HOST", "1"), ("TALOS_CACHE_ENABLED", "True")], |c| format!("{} {}", c.serve.trust_forwarded_host, c.cache.enabled), "true true");
+        check(base!(""), &[("TALOS_LOG_LEVEL", "debug")], |c| c.log.level.clone(), "debug");
+        check(base!(""), &[("TALOS_SERVE_HTTP_CORS_MAX_AGE", "3600")], NOTHING, "");
+    }
+
+    #[test]
+    fn environment_lists() {
+        const RETIRED: Probe = |c| format!("{:?}", c.credentials.api_keys.prefix.retired);
+        const SECRETS: Probe = |c| format!("{:?}", c.secrets.hmac.retired.iter().map(|r| (r.value.expose(), r.expires_at.map(|t| t.year()))).collect::<Vec<_>>());
+        check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED", "a, b,,c")], RETIRED, "[\"a\", \"b\", \"c\"]");
+        check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED", "[\"a\", \"b\"]")], RETIRED, "[\"a\", \"b\"]");
+        check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED", "")], RETIRED, "[]");
+        check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED_1", "b"), ("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED_0", "a")], RETIRED, "[\"a\", \"b\"]");
+        check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED_0", "a"), ("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED", "b")], RETIRED, "[\"b\"]\nwarning: TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED_<n> variables are ignored because TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED is set");
+        check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED", "[1]")], RETIRED, "error: credentials.api_keys.prefix.retired[0]: expected a string, found an integer; quote the value (set by TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED)");
+        check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED", "ok,not ok")], RETIRED, "error: credentials.api_keys.prefix.retired[1]: invalid prefix \"not ok\": must be 1 to 16 characters from a-z, A-Z, 0-9 and _");
+        check(base!(""), &[("TALOS_SECRETS_HMAC_RETIRED", "[\"fedcba9876543210fedcba9876543210\", {\"value\": \"ffffffffffffffffffffffffffffffff\", \"expires_at\": \"2999-01-01T00:00:00Z\"}]")], SECRETS, "[(\"fedcba9876543210fedcba9876543210\", None), (\"ffffffffffffffffffffffffffffffff\", Some(2999))]");
+        check(base!(""), &[("TALOS_SECRETS_HMAC_RETIRED_0", "fedcba9876543210fedcba9876543210"), ("TALOS_SECRETS_HMAC_RETIRED_1", "{\"value\": \"ffffffffffffffffffffffffffffffff\"}")], SECRETS, "[(\"fedcba9876543210fedcba9876543210\", None), (\"ffffffffffffffffffffffffffffffff\", None)]");
+        check(base!(""), &[("TALOS_SECRETS_HMAC_RETIRED", "fedcba9876543210fedcba9876543210")], SECRETS, "error: secrets.hmac.retired: expected a JSON array (set by TALOS_SECRETS_HMAC_RETIRED)");
+        check(base!(""), &[("TALOS_SECRETS_HMAC_RETIRED", "{\"value\": \"ffffffffffffffffffffffffffffffff\"}")], SECRETS, "error: secrets.hmac.retired: expected a JSON array (set by TALOS_SECRETS_HMAC_RETIRED)");
+        check(base!(""), &[("TALOS_SECRETS_HMAC_RETIRED", "[{\"value\": \"short\"}]")], SECRETS, "error: secrets.hmac.retired[0]: must be at least 32 characters long, this one has 5");
+        check(base!(""), &[("TALOS_SECRETS_HMAC_RETIRED", "[12345678901234567890123456789012]")], SECRETS, "error: secrets.hmac.retired[0]: secrets are read as strings, but this unquoted value reads as a number: put it in quotes (set by TALOS_SECRETS_HMAC_RETIRED)");
+        check(base!(""), &[("TALOS_CREDENTIALS_ISSUER_RETIRED", "[\"https://old.example.com\"]")], |c| c.credentials.issuer_retired[0].value.clone(), "https://old.example.com");
+    }
+
+    /// Secrets never reach a message or `Debug`, whatever is wrong around them.
+    #[test]
+    fn secrets_are_never_shown() {
+        const SECRET: &str = "0123456789012345678901234567890123";
+        let broken = [
+            format!("secrets: {{hmac: {{current: {SECRET}}}}}"),
+            format!("secrets: {{hmac: {{current: \"{}\"}}}}", &SECRET[..20]),
+            format!("secrets: {{hmac: {{current: \"x\", retired: [{SECRET}, {{value: {SECRET}, expires_at: {SECRET}x}}, {{value: \"{}\"}}]}}}}", &SECRET[..20]),
+            format!("secrets: {{hmac: {{current: [{SECRET}]}}}}"),
+            format!("secrets: {{hmac: {{current: {{{SECRET}: 1}}}}}}"),
+            format!("secrets: {{pagination: {{current: {SECRET}}}, default: {{current: \"{}\"}}}}", &SECRET[..20]),
+            format!("cache: {{redis: {{password: {SECRET}}}}}"),
+            format!("db: {{dsn: \"mysql://u:{SECRET}@h/d\"}}"),
+            format!("credentials: {{derived_tokens: {{jwt: {{signing_keys: {{urls: [\"file://{SECRET}\", \"{SECRET}\"]}}}}}}}}"),
+        ];
+        for yaml in &broken {
+            let errors = Config::from_yaml_str(yaml, &Vec::new()).expect_err(yaml);
+            let shown = format!("{errors}\n{errors:?}");
+            // A mapping key is a key name, not a secret value: only that case may echo it.
+            let shown = shown.replace(&format!("current.{SECRET}"), "");
+            assert!(!shown.contains(&SECRET[..20]), "{yaml}\n{shown}");
+        }
+        let env_secret = [("TALOS_SECRETS_HMAC_CURRENT", SECRET), ("TALOS_SECRETS_HMAC_RETIRED", "[\"0123456789012345678901234567890123\"]"), ("TALOS_DB_DSN", "postgres://u:0123456789012345678901234567890123@h/d")];
+        let (config, warnings) = Config::from_yaml_str(issuer!(), &env(&env_secret)).expect("loads");
+        let shown = format!("{config:?}\n{warnings:?}");
+        assert!(!shown.contains(&SECRET[..20]), "{shown}");
+        let with_urls = concat!(base!("credentials: {derived_tokens: {jwt: {signing_keys: {urls: [\"base64://c2VjcmV0LWp3aw==\"]}}}}"));
+        let shown = format!("{:?}", Config::from_yaml_str(&with_urls.replace("credentials: {issuer: \"https://api.example.com\"}\n", ""), &env(&[("TALOS_CREDENTIALS_ISSUER", "x")])).expect("loads").0);
+        assert!(!shown.contains("c2VjcmV0LWp3aw"), "{shown}");
+    }
+
+    /// `talos-api.md` cites these two examples from Ory's "separate planes" page.
+    #[test]
+    fn seed_separate_planes_documents_load() {
+        let admin = r#"
+serve:
+  http:
+    host: "10.0.0.1"
+    port: 4420
+credentials:
+  issuer: "https://api.example.com"
+secrets:
+  default:
+    current: "use-the-same-pagination-secret-on-both-planes--64chars"
+  hmac:
+    current: "use-the-same-hmac-secret-on-both-planes-or-verify-fails-64chars"
+"#;
+        let data = r#"
+serve:
+  http:
+    host: "0.0.0.0"
+    port: 4420
+credentials:
+  issuer: "https://api.example.com"
+secrets:
+  default:
+    current: "use-the-same-pagination-secret-on-both-planes--64chars"
+  hmac:
+    current: "use-the-same-hmac-secret-on-both-planes-or-verify-fails-64chars"
+cache:
+  type: "memory"
+  ttl: "5m"
+"#;
+        const PLANE: Probe = |c| format!("{}:{} {} {} {} {:?}", c.serve.http.host, c.serve.http.port, c.credentials.issuer, c.secrets.hmac.current.expose(), c.secrets.pagination.as_ref().map_or("", |p| p.current.expose()), c.cache);
+        check(admin, &[], PLANE, "10.0.0.1:4420 https://api.example.com use-the-same-hmac-secret-on-both-planes-or-verify-fails-64chars use-the-same-pagination-secret-on-both-planes--64chars Cache { kind: \"noop\", enabled: false, ttl: 300s }");
+        check(data, &[], PLANE, "0.0.0.0:4420 https://api.example.com use-the-same-hmac-secret-on-both-planes-or-verify-fails-64chars use-the-same-pagination-secret-on-both-planes--64chars Cache { kind: \"memory\", enabled: false, ttl: 300s }");
+    }
+
+    #[test]
+    fn example_config_loads() {
+        const EXAMPLE: &str = include_str!("../../config.example.yaml");
+        check(EXAMPLE, &[], |c| format!("{:?} {} {:?} {:?} {} {}", c.serve.http, c.credentials.issuer, c.credentials.api_keys.default_ttl, c.db.dsn, c.log.format, c.secrets.hmac.current.expose().len() >= 32), "Listen { host: \"0.0.0.0\", port: 4420 } http://localhost:4420 Some(2592000s) Redb(\"talos.redb\") text true");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.yaml");
+        let (config, warnings) = Config::load(Some(&path), &Vec::new()).expect("config.example.yaml loads from disk");
+        assert_eq!((config.serve.http.port, warnings.len()), (4420, 0));
+    }
+
+    #[test]
+    fn load_reports_unreadable_files() {
+        let err = Config::load(Some(Path::new("/nonexistent/talos.yaml")), &Vec::new()).expect_err("no such file");
+        assert!(err.to_string().starts_with("cannot read config file /nonexistent/talos.yaml: "), "{err}");
+        let (config, _) = Config::load(None, &env(&[("TALOS_CREDENTIALS_ISSUER", "x"), ("TALOS_SECRETS_HMAC_CURRENT", "0123456789abcdef0123456789abcdef")])).expect("environment alone suffices");
+        assert_eq!(config.credentials.issuer, "x");
+    }
+
+    /// A config setting every key of the Ory Talos table loads (values are checked, then the
+    /// ones talos has no use for are ignored).
+    #[test]
+    fn every_ory_key_is_accepted() {
+        let yaml = r#"
+serve:
+  http:
+    host: 0.0.0.0
+    port: 4420
+    cors:
+      enabled: true
+      allowed_origins: ["https://*.example.com"]
+      allowed_methods: [GET, POST, PUT, PATCH, DELETE]
+      allowed_headers: [Authorization, Content-Type]
+      exposed_headers: [Content-Type]
+      allow_credentials: false
+      max_age: 0
+      debug: false
+    client_ip_source: CLIENT_IP_SOURCE_UNSPECIFIED
+    trust_forwarded_host: false
+    request_log:
+      exclude_health_endpoints: true
+  metrics:
+    host: 0.0.0.0
+    port: 4422
+  workers: 2
+credentials:
+  issuer: https://api.example.com
+  issuer_retired: ["https://old.example.com", {value: "https://older.example.com", expires_at: "2999-12-31T23:59:59+01:00"}]
+  clock_skew: 5m
+  api_keys:
+    default_ttl: 720h
+    max_ttl: 8760h
+    prefix:
+      current: ory_ak
+      retired: [old_ak]
+      public_current: ory_pk
+      public_retired: [old_pk]
+  derived_tokens:
+    default_ttl: 1h
+    jwt:
+      signing_key_id: key-1
+      signing_keys:
+        urls: ["base64://e30="]
+    macaroon:
+      prefix:
+        current: mc
+        retired: [mac]
+secrets:
+  hmac:
+    current: "0123456789abcdef0123456789abcdef"
+    retired: ["fedcba9876543210fedcba9876543210"]
+  pagination:
+    current: "pagination-secret-of-at-least-32-chars"
+    retired: []
+db:
+  dsn: "postgres://talos@localhost:5432/talos?sslmode=disable&max_conns=20&max_idle_conns=4&max_conn_lifetime=1h&max_conn_idle_time=5m"
+snapshot:
+  refresh_interval: 100ms
+  max_staleness: 30s
+cache:
+  type: redis
+  enabled: true
+  ttl: 5m
+  memory:
+    max_size: 104857600
+    num_counters: 10000
+  redis:
+    addrs: ["localhost:6379"]
+    password: "redis-password"
+    db: 0
+    pool_size: 100
+    timeout: 3s
+    min_idle_conns: 2
+    conn_max_idle_time: 5m
+    conn_max_lifetime: 30m
+    tls:
+      enabled: false
+rate_limit:
+  enabled: false
+  backend: memory
+last_used:
+  queue_size: 10000
+  flush_size: 100
+  flush_interval: 30s
+  num_workers: 4
+log:
+  level: info
+  format: json
+tracing:
+  enabled: false
+  service_name: talos
+  service_version: "0.0.0"
+  environment: development
+  exporter: otlp
+  endpoint: "localhost:4317"
+  sample_rate: 0.001
+quota:
+  api_keys_max: 0
+multitenancy:
+  enabled: false
+  networks: [{hostname: tenant.example.com, id: "00000000-0000-0000-0000-000000000000", config_path: /etc/talos/tenant.yaml}]
+"#;
+        check(yaml, &[], |c| format!("{} {} {:?}", c.credentials.issuer_retired.len(), c.cache.kind, c.db.dsn), "2 redis Postgres(\"postgres://talos@localhost:5432/talos?sslmode=disable&max_conns=20&max_idle_conns=4&max_conn_lifetime=1h&max_conn_idle_time=5m\")");
+        // Every key of the table appears above.
+        for spec in KEYS {
+            let leaf = spec.path.rsplit('.').next().expect("split yields one item");
+            let legacy = ["secrets.default.current", "secrets.default.retired", "credentials.derived_tokens.jwt.jwks.urls"];
+            assert!(legacy.contains(&spec.path) || yaml.contains(&format!("{leaf}:")), "{} missing from the test document", spec.path);
+        }
+    }
+
+    #[test]
+    fn key_table_is_consistent() {
+        let mut names = HashSet::new();
+        for spec in KEYS {
+            assert!(names.insert(env_name(spec.path)), "two keys share the variable name of {}", spec.path);
+            assert!(!is_section(spec.path), "{} is both a key and a section", spec.path);
+        }
+    }
+
+    fn check_retype(scalar: &str, expected: Option<&str>) {
+        assert_eq!(yaml_retype(scalar), expected, "{scalar:?}");
+    }
+
+    #[test]
+    fn plain_scalars_yaml_would_retype() {
+        check_retype("yes", Some("a boolean"));
+        check_retype("Off", Some("a boolean"));
+        check_retype("y", Some("a boolean"));
+        check_retype("~", Some("null"));
+        check_retype("0123", Some("a number"));
+        check_retype("-0123", Some("a number"));
+        check_retype("1_000", Some("a number"));
+        check_retype("0x1F", Some("a number"));
+        check_retype("0o17", Some("a number"));
+        check_retype("0b101", Some("a number"));
+        check_retype("1:30:00", Some("a number"));
+        check_retype("1e5", Some("a number"));
+        check_retype("+1.5E-3", Some("a number"));
+        check_retype(".5", Some("a number"));
+        check_retype(".inf", Some("a number"));
+        check_retype("-.INF", Some("a number"));
+        check_retype(".NaN", Some("a number"));
+        check_retype("yesterday", None);
+        check_retype("0x1G", None);
+        check_retype("2001-12-14", None);
+        check_retype("inf", None);
+        check_retype("nan", None);
+        check_retype("1e5e5", None);
+        check_retype("3f9a0c", None);
+        check_retype("e5", None);
+        check_retype("use-the-same-hmac-secret", None);
+    }
 }

@@ -1,0 +1,5 @@
+//! Black-box integration tests: the real `talos` binary over real sockets.
+
+mod harness;
+mod planes;
+mod walkthrough;

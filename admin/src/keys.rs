@@ -18,8 +18,7 @@ const DEFAULT_PAGE_SIZE: usize = 50;
 const MAX_PAGE_SIZE: usize = 1000;
 
 fn location(kind: KeyKind, key_id: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!("/v2alpha1/admin/{}/{key_id}", kind.collection()))
-        .expect("key ids are header-safe")
+    HeaderValue::from_str(&format!("/v2alpha1/admin/{}/{key_id}", kind.collection())).expect("key ids are header-safe")
 }
 
 /// Refuses a new key when `quota.api_keys_max` is reached (decisions.md §5.4). Best-effort:
@@ -163,7 +162,11 @@ fn parse_filter(filter: &str) -> Result<(Option<String>, Option<KeyStatus>), Api
         if rest.is_empty() {
             break;
         }
-        rest = rest.strip_prefix("AND").filter(|r| r.starts_with(char::is_whitespace)).ok_or_else(|| invalid("clauses must be joined by AND"))?.trim_start();
+        rest = rest
+            .strip_prefix("AND")
+            .filter(|r| r.starts_with(char::is_whitespace))
+            .ok_or_else(|| invalid("clauses must be joined by AND"))?
+            .trim_start();
         if rest.is_empty() {
             return Err(invalid("empty clause after AND"));
         }
@@ -213,7 +216,7 @@ mod tests {
     use super::*;
 
     fn check(filter: &str, expected: Result<(Option<&str>, Option<KeyStatus>), ()>) {
-        let got = parse_filter(filter).map(|(a, s)| (a, s)).map_err(|_| ());
+        let got = parse_filter(filter).map_err(|_| ());
         let expected = expected.map(|(a, s)| (a.map(str::to_owned), s));
         assert_eq!(got, expected, "{filter:?}");
     }

@@ -151,10 +151,12 @@ impl AdminService {
         match segments.as_slice() {
             ["health", "alive"] => only(&method, &[Method::GET], || async { Ok(health_ok()) }).await,
             ["health", "ready"] => only(&method, &[Method::GET], || ready(state)).await,
-            ["version"] => only(&method, &[Method::GET], || async {
-                Ok(respond::json(StatusCode::OK, &serde_json::json!({ "version": env!("CARGO_PKG_VERSION") })))
-            })
-            .await,
+            ["version"] => {
+                only(&method, &[Method::GET], || async {
+                    Ok(respond::json(StatusCode::OK, &serde_json::json!({ "version": env!("CARGO_PKG_VERSION") })))
+                })
+                .await
+            }
             ["v2alpha1", "admin", "issuedApiKeys"] => match method {
                 Method::POST => keys::issue(state, &req).await,
                 Method::GET => keys::list(state, &req).await,
@@ -165,7 +167,9 @@ impl AdminService {
                 Some((id, "revoke")) => only(&method, &[Method::POST], || keys::revoke(state, id, &req)).await,
                 Some(_) => Err(ApiError::route_not_found()),
             },
-            ["v2alpha1", "admin", "apiKeys:verify"] => only(&method, &[Method::POST], || verify::verify(state, &req)).await,
+            ["v2alpha1", "admin", "apiKeys:verify"] => {
+                only(&method, &[Method::POST], || verify::verify(state, &req)).await
+            }
             ["v2alpha1", "admin", "apiKeys:batchVerify"] => {
                 only(&method, &[Method::POST], || verify::batch_verify(state, &req)).await
             }

@@ -80,9 +80,9 @@ pub fn allowed_cidrs(value: Option<IpRestrictionIn>) -> Result<Vec<String>, ApiE
             if let Ok(net) = c.parse::<ipnet::IpNet>() {
                 return Ok(net.to_string());
             }
-            c.parse::<std::net::IpAddr>()
-                .map(|ip| ipnet::IpNet::from(ip).to_string())
-                .map_err(|_| ApiError::bad_request(format!("ip_restriction.allowed_cidrs[{i}] is not a valid CIDR: \"{c}\"")))
+            c.parse::<std::net::IpAddr>().map(|ip| ipnet::IpNet::from(ip).to_string()).map_err(|_| {
+                ApiError::bad_request(format!("ip_restriction.allowed_cidrs[{i}] is not a valid CIDR: \"{c}\""))
+            })
         })
         .collect()
 }
@@ -129,7 +129,9 @@ mod tests {
 
     #[test]
     fn cidrs_are_normalised_or_rejected() {
-        let r = |v: &[&str]| allowed_cidrs(Some(IpRestrictionIn { allowed_cidrs: Some(v.iter().map(|s| s.to_string()).collect()) }));
+        let r = |v: &[&str]| {
+            allowed_cidrs(Some(IpRestrictionIn { allowed_cidrs: Some(v.iter().map(|s| s.to_string()).collect()) }))
+        };
         assert_eq!(r(&["10.0.0.0/8", "1.2.3.4", "::1"]).unwrap(), ["10.0.0.0/8", "1.2.3.4/32", "::1/128"]);
         assert!(r(&["10.0.0.0/33"]).is_err());
         assert!(r(&["nope"]).unwrap_err().message.contains("allowed_cidrs[0]"));

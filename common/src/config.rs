@@ -221,10 +221,7 @@ impl fmt::Debug for DerivedTokens {
         f.debug_struct("DerivedTokens")
             .field("default_ttl", &self.default_ttl)
             .field("jwt_signing_key_id", &self.jwt_signing_key_id)
-            .field(
-                "jwt_signing_key_urls",
-                &format_args!("[<{} redacted>]", self.jwt_signing_key_urls.len()),
-            )
+            .field("jwt_signing_key_urls", &format_args!("[<{} redacted>]", self.jwt_signing_key_urls.len()))
             .field("macaroon_prefix", &self.macaroon_prefix)
             .field("macaroon_prefix_retired", &self.macaroon_prefix_retired)
             .finish()
@@ -270,7 +267,9 @@ pub enum DsnError {
     Empty,
     #[error("has no path after \"redb://\"")]
     EmptyRedbPath,
-    #[error("unsupported scheme {0:?}: use \"memory\", a redb file (\"redb:///path\" or a plain path) or \"postgres://…\"")]
+    #[error(
+        "unsupported scheme {0:?}: use \"memory\", a redb file (\"redb:///path\" or a plain path) or \"postgres://…\""
+    )]
     UnsupportedScheme(String),
 }
 
@@ -282,8 +281,7 @@ impl Dsn {
         if dsn == "memory" {
             return Ok(Self::Memory);
         }
-        let Some((scheme, rest)) = dsn.split_once("://").filter(|(scheme, _)| is_url_scheme(scheme))
-        else {
+        let Some((scheme, rest)) = dsn.split_once("://").filter(|(scheme, _)| is_url_scheme(scheme)) else {
             return Ok(Self::Redb(PathBuf::from(dsn)));
         };
         match scheme.to_ascii_lowercase().as_str() {
@@ -319,9 +317,7 @@ fn redact_url(url: &str) -> String {
         return REDACTED.to_owned();
     };
     let authority_start = scheme_end + 3;
-    let authority_end = url[authority_start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| authority_start + i);
+    let authority_end = url[authority_start..].find(['/', '?', '#']).map_or(url.len(), |i| authority_start + i);
     let authority = &url[authority_start..authority_end];
     let mut out = String::with_capacity(url.len());
     out.push_str(&url[..authority_start]);
@@ -350,7 +346,9 @@ fn redact_url(url: &str) -> String {
                     out.push('&');
                 }
                 match pair.split_once('=') {
-                    Some((name, _)) if name.eq_ignore_ascii_case("password") || name.eq_ignore_ascii_case("sslpassword") => {
+                    Some((name, _))
+                        if name.eq_ignore_ascii_case("password") || name.eq_ignore_ascii_case("sslpassword") =>
+                    {
                         out.push_str(name);
                         out.push('=');
                         out.push_str(REDACTED);
@@ -433,10 +431,7 @@ impl Config {
         match root {
             Node::Null => {}
             Node::Map(entries) => collect_file(entries, "", &mut raws, &mut report),
-            other => report.problem(
-                "",
-                format!("the configuration must be a mapping, found {}", other.kind_name()),
-            ),
+            other => report.problem("", format!("the configuration must be a mapping, found {}", other.kind_name())),
         }
         collect_env(env.vars(), &mut raws, &mut report);
 
@@ -469,25 +464,33 @@ enum Kind {
     Str,
     Enum(&'static [&'static str]),
     Bool,
-    Int { min: u64, max: u64 },
-    Number { min: f64, max: f64 },
-    Duration { min: Duration, max: Option<Duration> },
+    Int {
+        min: u64,
+        max: u64,
+    },
+    Number {
+        min: f64,
+        max: f64,
+    },
+    Duration {
+        min: Duration,
+        max: Option<Duration>,
+    },
     StrList,
     EnumList(&'static [&'static str]),
     /// Always read as a string; an unquoted scalar YAML would retype is an error.
     Secret,
     /// `[string | {value, expires_at}]`; `secret` applies the [`Kind::Secret`] rules to values.
-    Retired { secret: bool },
+    Retired {
+        secret: bool,
+    },
     /// `multitenancy.networks`: `[{hostname, id, config_path}]`.
     Networks,
 }
 
 impl Kind {
     fn is_list(self) -> bool {
-        matches!(
-            self,
-            Kind::StrList | Kind::EnumList(_) | Kind::Retired { .. } | Kind::Networks
-        )
+        matches!(self, Kind::StrList | Kind::EnumList(_) | Kind::Retired { .. } | Kind::Networks)
     }
 }
 
@@ -511,9 +514,7 @@ const fn dur(min: Duration, max: Option<Duration>) -> Kind {
 const ANY_DURATION: Kind = dur(Duration::ZERO, None);
 const POSITIVE_DURATION: Kind = dur(Duration::from_nanos(1), None);
 const PORT: Kind = int(0, 65_535);
-const HTTP_METHODS: &[&str] = &[
-    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
-];
+const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"];
 
 /// Every key talos accepts: the Ory Talos schema (`talos-api.md` §6), its legacy aliases, and
 /// talos's own `serve.workers` and `snapshot.*`.
@@ -599,9 +600,7 @@ fn spec_of(path: &str) -> Option<&'static KeySpec> {
 /// Whether `path` is a mapping that holds known keys (`serve`, `serve.http`, …).
 fn is_section(path: &str) -> bool {
     KEYS.iter().any(|spec| {
-        spec.path.len() > path.len()
-            && spec.path.starts_with(path)
-            && spec.path.as_bytes()[path.len()] == b'.'
+        spec.path.len() > path.len() && spec.path.starts_with(path) && spec.path.as_bytes()[path.len()] == b'.'
     })
 }
 
@@ -662,18 +661,14 @@ impl Node {
             },
             Value::String(s) => Node::Str(s, Style::Quoted),
             Value::Array(items) => Node::Seq(items.into_iter().map(Node::from_json).collect()),
-            Value::Object(map) => {
-                Node::Map(map.into_iter().map(|(k, v)| (k, Node::from_json(v))).collect())
-            }
+            Value::Object(map) => Node::Map(map.into_iter().map(|(k, v)| (k, Node::from_json(v))).collect()),
         }
     }
 }
 
 fn parse_yaml(yaml: &str) -> Result<Node, String> {
     let deserializer = serde_norway::Deserializer::from_str(yaml);
-    NodeSeed { input: yaml }
-        .deserialize(deserializer)
-        .map_err(|e| format!("invalid YAML: {e}"))
+    NodeSeed { input: yaml }.deserialize(deserializer).map_err(|e| format!("invalid YAML: {e}"))
 }
 
 /// Builds a [`Node`] from any YAML value, remembering whether each string was quoted.
@@ -871,9 +866,7 @@ fn collect_file(
             match value {
                 Node::Map(entries) => collect_file(entries, &path, raws, report),
                 Node::Null => {}
-                other => {
-                    report.problem(path, format!("expected a mapping, found {}", other.kind_name()))
-                }
+                other => report.problem(path, format!("expected a mapping, found {}", other.kind_name())),
             }
         } else {
             report.problem(path, "unknown key");
@@ -885,14 +878,9 @@ fn collect_file(
 /// `TALOS_<KEY>_<n>` list items, then an unprefixed `<KEY>`. Unprefixed variables that name no
 /// key are someone else's and are ignored; `TALOS_` ones that name no key are likely typos and
 /// are warned about.
-fn collect_env(
-    mut vars: Vec<(String, String)>,
-    raws: &mut BTreeMap<&'static str, Raw>,
-    report: &mut Report,
-) {
+fn collect_env(mut vars: Vec<(String, String)>, raws: &mut BTreeMap<&'static str, Raw>, report: &mut Report) {
     vars.sort();
-    let by_name: HashMap<String, &'static KeySpec> =
-        KEYS.iter().map(|spec| (env_name(spec.path), spec)).collect();
+    let by_name: HashMap<String, &'static KeySpec> = KEYS.iter().map(|spec| (env_name(spec.path), spec)).collect();
 
     let mut unprefixed = Vec::new();
     let mut prefixed = Vec::new();
@@ -904,9 +892,7 @@ fn collect_env(
             } else if let Some((spec, index)) = list_item_name(rest, &by_name) {
                 indexed.entry(spec.path).or_default().insert(index, (name, value));
             } else {
-                report.warn(format!(
-                    "environment variable {name} names no configuration key and is ignored"
-                ));
+                report.warn(format!("environment variable {name} names no configuration key and is ignored"));
             }
         } else if let Some(&spec) = by_name.get(name.as_str()) {
             unprefixed.push((spec, name, value));
@@ -941,10 +927,7 @@ fn collect_env(
 }
 
 /// `SECRETS_HMAC_RETIRED_0` → (`secrets.hmac.retired`, 0), for list keys only.
-fn list_item_name(
-    rest: &str,
-    by_name: &HashMap<String, &'static KeySpec>,
-) -> Option<(&'static KeySpec, usize)> {
+fn list_item_name(rest: &str, by_name: &HashMap<String, &'static KeySpec>) -> Option<(&'static KeySpec, usize)> {
     let (base, index) = rest.rsplit_once('_')?;
     if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -1116,13 +1099,10 @@ fn convert(spec: &KeySpec, raw: Raw, report: &mut Report) -> Option<Val> {
                 Ok(d) if d < min && min == Duration::from_nanos(1) => {
                     fail(format!("must be greater than 0, got {text:?}"))
                 }
-                Ok(d) if d < min => {
-                    fail(format!("must be at least {}, got {text:?}", format_proto_duration(min)))
+                Ok(d) if d < min => fail(format!("must be at least {}, got {text:?}", format_proto_duration(min))),
+                Ok(d) if max.is_some_and(|max| d > max) => {
+                    fail(format!("must be at most {}, got {text:?}", format_proto_duration(max.unwrap_or_default())))
                 }
-                Ok(d) if max.is_some_and(|max| d > max) => fail(format!(
-                    "must be at most {}, got {text:?}",
-                    format_proto_duration(max.unwrap_or_default())
-                )),
                 Ok(d) => Some(Val::Duration(d)),
                 Err(e) => fail(e.to_string()),
             }
@@ -1222,9 +1202,9 @@ fn secret(node: Node) -> Result<String, String> {
         Node::Seq(_) | Node::Map(_) => return Err(expected("a string", &node)),
     };
     match (retyped_as, node) {
-        (Some(what), _) => Err(format!(
-            "secrets are read as strings, but this unquoted value reads as {what}: put it in quotes"
-        )),
+        (Some(what), _) => {
+            Err(format!("secrets are read as strings, but this unquoted value reads as {what}: put it in quotes"))
+        }
         (None, Node::Str(s, _)) => Ok(s),
         (None, other) => Err(expected("a string", &other)),
     }
@@ -1233,8 +1213,8 @@ fn secret(node: Node) -> Result<String, String> {
 /// What YAML 1.1 or 1.2 would make of this plain scalar, if not a string.
 fn yaml_retype(s: &str) -> Option<&'static str> {
     const BOOLS: &[&str] = &[
-        "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE",
-        "false", "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF",
+        "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false", "False", "FALSE",
+        "on", "On", "ON", "off", "Off", "OFF",
     ];
     const NULLS: &[&str] = &["", "~", "null", "Null", "NULL"];
     if BOOLS.contains(&s) {
@@ -1270,22 +1250,13 @@ fn looks_numeric(s: &str) -> bool {
         return all(digits, 2);
     }
     if t.contains(':') {
-        return t.split(':').all(|part| {
-            !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        });
+        return t.split(':').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit() || b == b'.'));
     }
-    t.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
-        && t.parse::<f64>().is_ok()
+    t.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-')) && t.parse::<f64>().is_ok()
 }
 
 /// One retired entry: a bare string or `{value, expires_at}`.
-fn retired(
-    node: Node,
-    is_secret: bool,
-    key: &str,
-    origin: &str,
-    report: &mut Report,
-) -> Option<Retired<String>> {
+fn retired(node: Node, is_secret: bool, key: &str, origin: &str, report: &mut Report) -> Option<Retired<String>> {
     let read_value = |node: Node| if is_secret { secret(node) } else { string(node) };
     match node {
         Node::Map(entries) => {
@@ -1310,7 +1281,10 @@ fn retired(
                             Ok(t) => expires_at = Some(t),
                             Err(_) => {
                                 ok = false;
-                                report.problem(field_key, format!("expected an RFC 3339 timestamp such as \"2030-01-01T00:00:00Z\"{origin}"));
+                                report.problem(
+                                    field_key,
+                                    format!("expected an RFC 3339 timestamp such as \"2030-01-01T00:00:00Z\"{origin}"),
+                                );
                             }
                         },
                         other => {
@@ -1640,8 +1614,7 @@ fn build_credentials(v: &mut Values, now: OffsetDateTime, report: &mut Report) -
     let macaroon_prefix_retired = checked_prefixes(v, "credentials.derived_tokens.macaroon.prefix.retired", 8, report);
     // A presented credential is tried as a macaroon before as an API key (talos-api.md §3.3),
     // so an API key prefix equal to a macaroon prefix would make those keys unverifiable.
-    let macaroon_prefixes: Vec<&String> =
-        std::iter::once(&macaroon_prefix).chain(&macaroon_prefix_retired).collect();
+    let macaroon_prefixes: Vec<&String> = std::iter::once(&macaroon_prefix).chain(&macaroon_prefix_retired).collect();
     let api_key_prefixes = [
         ("credentials.api_keys.prefix.current", std::slice::from_ref(&prefix.current)),
         ("credentials.api_keys.prefix.retired", prefix.retired.as_slice()),
@@ -1662,9 +1635,7 @@ fn build_credentials(v: &mut Values, now: OffsetDateTime, report: &mut Report) -
         clock_skew: v.duration("credentials.clock_skew").unwrap_or(Duration::from_secs(5 * 60)),
         api_keys: ApiKeys { default_ttl, max_ttl, prefix },
         derived_tokens: DerivedTokens {
-            default_ttl: v
-                .duration("credentials.derived_tokens.default_ttl")
-                .unwrap_or(Duration::from_secs(3600)),
+            default_ttl: v.duration("credentials.derived_tokens.default_ttl").unwrap_or(Duration::from_secs(3600)),
             jwt_signing_key_id: v.str("credentials.derived_tokens.jwt.signing_key_id").unwrap_or_default(),
             jwt_signing_key_urls: urls,
             macaroon_prefix,
@@ -1675,8 +1646,7 @@ fn build_credentials(v: &mut Values, now: OffsetDateTime, report: &mut Report) -
 
 /// `^[a-zA-Z0-9_]{1,max}$`, as Ory's schema requires of key and macaroon prefixes.
 fn prefix_problem(value: &str, max: usize) -> Option<String> {
-    let valid = (1..=max).contains(&value.len())
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let valid = (1..=max).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     (!valid).then(|| format!("invalid prefix {value:?}: must be 1 to {max} characters from a-z, A-Z, 0-9 and _"))
 }
 
@@ -1705,13 +1675,12 @@ fn checked_prefixes(v: &mut Values, key: &'static str, max: usize, report: &mut 
 const MIN_SECRET_CHARS: usize = 32;
 
 fn build_secrets(v: &mut Values, now: OffsetDateTime, report: &mut Report) -> Secrets {
-    let hmac = secret_set(v, "secrets.hmac.current", "secrets.hmac.retired", now, report)
-        .unwrap_or_else(|| {
-            if !v.has("secrets.hmac.current") {
-                report.problem("secrets.hmac.current", "required");
-            }
-            SecretSet { current: Secret::new(""), retired: Vec::new() }
-        });
+    let hmac = secret_set(v, "secrets.hmac.current", "secrets.hmac.retired", now, report).unwrap_or_else(|| {
+        if !v.has("secrets.hmac.current") {
+            report.problem("secrets.hmac.current", "required");
+        }
+        SecretSet { current: Secret::new(""), retired: Vec::new() }
+    });
 
     let pagination_set = v.has("secrets.pagination.current") || v.has("secrets.pagination.retired");
     let default_set = v.has("secrets.default.current") || v.has("secrets.default.retired");
@@ -1756,21 +1725,13 @@ fn check_secret_length(key: String, secret: &Secret, report: &mut Report) {
     if chars == 0 {
         report.problem(key, "must not be empty");
     } else if chars < MIN_SECRET_CHARS {
-        report.problem(
-            key,
-            format!("must be at least {MIN_SECRET_CHARS} characters long, this one has {chars}"),
-        );
+        report.problem(key, format!("must be at least {MIN_SECRET_CHARS} characters long, this one has {chars}"));
     }
 }
 
 /// Drops entries whose `expires_at` has passed (the boundary is exclusive: an entry is active
 /// while `now < expires_at`), with a warning naming each.
-fn drop_expired<T>(
-    key: &str,
-    entries: Vec<Retired<T>>,
-    now: OffsetDateTime,
-    report: &mut Report,
-) -> Vec<Retired<T>> {
+fn drop_expired<T>(key: &str, entries: Vec<Retired<T>>, now: OffsetDateTime, report: &mut Report) -> Vec<Retired<T>> {
     let mut kept = Vec::with_capacity(entries.len());
     for (i, entry) in entries.into_iter().enumerate() {
         match entry.expires_at {
@@ -1874,100 +1835,376 @@ mod tests {
         assert_eq!(c.quota.api_keys_max, 0);
         assert_eq!((c.log.level.as_str(), c.log.format.as_str()), ("info", "json"));
         let l = &c.last_used;
-        assert_eq!((l.queue_size, l.flush_size, l.flush_interval, l.num_workers), (10_000, 100, Duration::from_secs(30), 4));
+        assert_eq!(
+            (l.queue_size, l.flush_size, l.flush_interval, l.num_workers),
+            (10_000, 100, Duration::from_secs(30), 4)
+        );
     }
 
     #[test]
+    #[rustfmt::skip] // one case per line
     fn serve() {
         check(base!("serve: {http: {port: 80}}"), &[], |c| c.serve.http.port.to_string(), "80");
         check(base!("serve: {http: {port: 0}}"), &[], |c| c.serve.http.port.to_string(), "0");
-        check(base!("serve: {http: {host: 127.0.0.1}, metrics: {host: \"::1\", port: 9000}}"), &[], |c| format!("{:?} {:?}", c.serve.http, c.serve.metrics), "Listen { host: \"127.0.0.1\", port: 4420 } Listen { host: \"::1\", port: 9000 }");
-        check(base!("serve: {http: {port: 65536}}"), &[], NOTHING, "error: serve.http.port: must be between 0 and 65535, got 65536");
-        check(base!("serve: {http: {port: -1}}"), &[], NOTHING, "error: serve.http.port: must be between 0 and 65535, got -1");
-        check(base!("serve: {http: {port: \"80\"}}"), &[], NOTHING, "error: serve.http.port: expected an integer, found a string");
-        check(base!("serve: {http: {port: 80.5}}"), &[], NOTHING, "error: serve.http.port: expected an integer, found a number");
-        check(base!("serve: {http: {host: \"\"}}"), &[], NOTHING, "error: serve.http.host: must not be empty (use 0.0.0.0 to listen on every interface)");
+        check(
+            base!("serve: {http: {host: 127.0.0.1}, metrics: {host: \"::1\", port: 9000}}"),
+            &[],
+            |c| format!("{:?} {:?}", c.serve.http, c.serve.metrics),
+            "Listen { host: \"127.0.0.1\", port: 4420 } Listen { host: \"::1\", port: 9000 }",
+        );
+        check(
+            base!("serve: {http: {port: 65536}}"),
+            &[],
+            NOTHING,
+            "error: serve.http.port: must be between 0 and 65535, got 65536",
+        );
+        check(
+            base!("serve: {http: {port: -1}}"),
+            &[],
+            NOTHING,
+            "error: serve.http.port: must be between 0 and 65535, got -1",
+        );
+        check(
+            base!("serve: {http: {port: \"80\"}}"),
+            &[],
+            NOTHING,
+            "error: serve.http.port: expected an integer, found a string",
+        );
+        check(
+            base!("serve: {http: {port: 80.5}}"),
+            &[],
+            NOTHING,
+            "error: serve.http.port: expected an integer, found a number",
+        );
+        check(
+            base!("serve: {http: {host: \"\"}}"),
+            &[],
+            NOTHING,
+            "error: serve.http.host: must not be empty (use 0.0.0.0 to listen on every interface)",
+        );
         check(base!("serve: {workers: 8}"), &[], |c| c.serve.workers.to_string(), "8");
         check(base!("serve: {workers: 0}"), &[], NOTHING, "error: serve.workers: must be between 1 and 1024, got 0");
-        check(base!("serve: {workers: 1025}"), &[], NOTHING, "error: serve.workers: must be between 1 and 1024, got 1025");
-        check(base!("serve: {http: {client_ip_source: X_FORWARDED_FOR}}"), &[], |c| format!("{:?}", c.serve.client_ip_source), "XForwardedFor");
-        check(base!("serve: {http: {client_ip_source: CF_CONNECTING_IP}}"), &[], |c| format!("{:?}", c.serve.client_ip_source), "CfConnectingIp");
-        check(base!("serve: {http: {client_ip_source: X_REAL_IP}}"), &[], |c| format!("{:?}", c.serve.client_ip_source), "XRealIp");
-        check(base!("serve: {http: {client_ip_source: TRUE_CLIENT_IP}}"), &[], |c| format!("{:?}", c.serve.client_ip_source), "TrueClientIp");
-        check(base!("serve: {http: {client_ip_source: CLIENT_IP_SOURCE_UNSPECIFIED}}"), &[], |c| format!("{:?}", c.serve.client_ip_source), "RemoteAddr");
+        check(
+            base!("serve: {workers: 1025}"),
+            &[],
+            NOTHING,
+            "error: serve.workers: must be between 1 and 1024, got 1025",
+        );
+        check(
+            base!("serve: {http: {client_ip_source: X_FORWARDED_FOR}}"),
+            &[],
+            |c| format!("{:?}", c.serve.client_ip_source),
+            "XForwardedFor",
+        );
+        check(
+            base!("serve: {http: {client_ip_source: CF_CONNECTING_IP}}"),
+            &[],
+            |c| format!("{:?}", c.serve.client_ip_source),
+            "CfConnectingIp",
+        );
+        check(
+            base!("serve: {http: {client_ip_source: X_REAL_IP}}"),
+            &[],
+            |c| format!("{:?}", c.serve.client_ip_source),
+            "XRealIp",
+        );
+        check(
+            base!("serve: {http: {client_ip_source: TRUE_CLIENT_IP}}"),
+            &[],
+            |c| format!("{:?}", c.serve.client_ip_source),
+            "TrueClientIp",
+        );
+        check(
+            base!("serve: {http: {client_ip_source: CLIENT_IP_SOURCE_UNSPECIFIED}}"),
+            &[],
+            |c| format!("{:?}", c.serve.client_ip_source),
+            "RemoteAddr",
+        );
         check(base!("serve: {http: {client_ip_source: FORWARDED}}"), &[], |c| format!("{:?}", c.serve.client_ip_source), "RemoteAddr\nwarning: serve.http.client_ip_source: unknown value \"FORWARDED\", using the peer address (REMOTE_ADDR)");
-        check(base!("serve: {http: {trust_forwarded_host: true, request_log: {exclude_health_endpoints: true}}}"), &[], |c| format!("{} {}", c.serve.trust_forwarded_host, c.serve.exclude_health_from_request_log), "true true");
-        check(base!("serve: {http: {trust_forwarded_host: yes}}"), &[], NOTHING, "error: serve.http.trust_forwarded_host: expected a boolean (true or false), found a string");
+        check(
+            base!("serve: {http: {trust_forwarded_host: true, request_log: {exclude_health_endpoints: true}}}"),
+            &[],
+            |c| format!("{} {}", c.serve.trust_forwarded_host, c.serve.exclude_health_from_request_log),
+            "true true",
+        );
+        check(
+            base!("serve: {http: {trust_forwarded_host: yes}}"),
+            &[],
+            NOTHING,
+            "error: serve.http.trust_forwarded_host: expected a boolean (true or false), found a string",
+        );
     }
 
     #[test]
+    #[rustfmt::skip] // one case per line
     fn credentials() {
-        check(concat!(hmac!(), "credentials: {issuer: \"\"}"), &[], NOTHING, "error: credentials.issuer: must not be empty");
-        check(concat!(hmac!(), "credentials: {issuer: 42}"), &[], NOTHING, "error: credentials.issuer: expected a string, found an integer; quote the value");
-        check(concat!(hmac!(), "credentials: {issuer: a, issuer_retired: [b, {value: c, expires_at: \"2999-01-01T00:00:00Z\"}]}"), &[], |c| format!("{:?}", c.credentials.issuer_retired.iter().map(|r| (r.value.as_str(), r.expires_at.map(|t| t.year()))).collect::<Vec<_>>()), "[(\"b\", None), (\"c\", Some(2999))]");
-        check(concat!(hmac!(), "credentials: {issuer: a, issuer_retired: [b, {value: c, expires_at: \"2000-01-01T00:00:00Z\"}]}"), &[], |c| c.credentials.issuer_retired.len().to_string(), "1\nwarning: credentials.issuer_retired[1]: expired at 2000-01-01T00:00:00Z, ignored");
-        check(concat!(hmac!(), "credentials: {issuer: a, issuer_retired: [\"\"]}"), &[], NOTHING, "error: credentials.issuer_retired[0]: must not be empty");
-        check(concat!(hmac!(), "credentials: {issuer: a, clock_skew: 10m}"), &[], |c| format!("{:?}", c.credentials.clock_skew), "600s");
-        check(concat!(hmac!(), "credentials: {issuer: a, clock_skew: 601s}"), &[], NOTHING, "error: credentials.clock_skew: must be at most 600s, got \"601s\"");
-        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 720h, max_ttl: 1y}}"), &[], |c| format!("{:?} {:?}", c.credentials.api_keys.default_ttl, c.credentials.api_keys.max_ttl), "Some(2592000s) 31536000s");
-        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {max_ttl: 0s}}"), &[], |c| format!("{:?}", c.credentials.api_keys.max_ttl), "0ns");
-        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 9000h}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: must not exceed credentials.api_keys.max_ttl (31536000s)");
+        check(
+            concat!(hmac!(), "credentials: {issuer: \"\"}"),
+            &[],
+            NOTHING,
+            "error: credentials.issuer: must not be empty",
+        );
+        check(
+            concat!(hmac!(), "credentials: {issuer: 42}"),
+            &[],
+            NOTHING,
+            "error: credentials.issuer: expected a string, found an integer; quote the value",
+        );
+        check(
+            concat!(
+                hmac!(),
+                "credentials: {issuer: a, issuer_retired: [b, {value: c, expires_at: \"2999-01-01T00:00:00Z\"}]}"
+            ),
+            &[],
+            |c| {
+                format!(
+                    "{:?}",
+                    c.credentials
+                        .issuer_retired
+                        .iter()
+                        .map(|r| (r.value.as_str(), r.expires_at.map(|t| t.year())))
+                        .collect::<Vec<_>>()
+                )
+            },
+            "[(\"b\", None), (\"c\", Some(2999))]",
+        );
+        check(
+            concat!(
+                hmac!(),
+                "credentials: {issuer: a, issuer_retired: [b, {value: c, expires_at: \"2000-01-01T00:00:00Z\"}]}"
+            ),
+            &[],
+            |c| c.credentials.issuer_retired.len().to_string(),
+            "1\nwarning: credentials.issuer_retired[1]: expired at 2000-01-01T00:00:00Z, ignored",
+        );
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, issuer_retired: [\"\"]}"),
+            &[],
+            NOTHING,
+            "error: credentials.issuer_retired[0]: must not be empty",
+        );
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, clock_skew: 10m}"),
+            &[],
+            |c| format!("{:?}", c.credentials.clock_skew),
+            "600s",
+        );
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, clock_skew: 601s}"),
+            &[],
+            NOTHING,
+            "error: credentials.clock_skew: must be at most 600s, got \"601s\"",
+        );
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 720h, max_ttl: 1y}}"),
+            &[],
+            |c| format!("{:?} {:?}", c.credentials.api_keys.default_ttl, c.credentials.api_keys.max_ttl),
+            "Some(2592000s) 31536000s",
+        );
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, api_keys: {max_ttl: 0s}}"),
+            &[],
+            |c| format!("{:?}", c.credentials.api_keys.max_ttl),
+            "0ns",
+        );
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 9000h}}"),
+            &[],
+            NOTHING,
+            "error: credentials.api_keys.default_ttl: must not exceed credentials.api_keys.max_ttl (31536000s)",
+        );
         check(concat!(hmac!(), "credentials: {issuer: a, derived_tokens: {default_ttl: 15m, jwt: {signing_key_id: k1, signing_keys: {urls: [\"base64://e30=\"]}}}}"), &[], |c| format!("{:?} {} {:?}", c.credentials.derived_tokens.default_ttl, c.credentials.derived_tokens.jwt_signing_key_id, c.credentials.derived_tokens.jwt_signing_key_urls), "900s k1 [\"base64://e30=\"]");
         check(concat!(hmac!(), "credentials: {issuer: a, derived_tokens: {jwt: {jwks: {urls: [\"base64://e30=\"]}}}}"), &[], |c| c.credentials.derived_tokens.jwt_signing_key_urls.len().to_string(), "1\nwarning: credentials.derived_tokens.jwt.jwks.urls is deprecated; use credentials.derived_tokens.jwt.signing_keys.urls");
         check(concat!(hmac!(), "credentials: {issuer: a, derived_tokens: {jwt: {signing_keys: {urls: [\"base64://e30=\", \"https://keys.example.com/jwks.json\", \"e30=\"]}}}}"), &[], NOTHING, "error: credentials.derived_tokens.jwt.signing_keys.urls[1]: must be a base64:// URL, found a \"https\" URL\nerror: credentials.derived_tokens.jwt.signing_keys.urls[2]: must be a base64:// URL, found a value without a scheme");
     }
 
     #[test]
+    #[rustfmt::skip] // one case per line
     fn durations() {
-        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 5}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: missing unit in duration \"5\"");
-        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: \"5\"}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: missing unit in duration \"5\"");
-        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 1.5}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: missing unit in duration \"1.5\"");
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 5}}"),
+            &[],
+            NOTHING,
+            "error: credentials.api_keys.default_ttl: missing unit in duration \"5\"",
+        );
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: \"5\"}}"),
+            &[],
+            NOTHING,
+            "error: credentials.api_keys.default_ttl: missing unit in duration \"5\"",
+        );
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 1.5}}"),
+            &[],
+            NOTHING,
+            "error: credentials.api_keys.default_ttl: missing unit in duration \"1.5\"",
+        );
         check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 5x}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: unknown unit \"x\" in duration \"5x\" (valid units: ns, us, ms, s, m, h, d, w, mo, y)");
         check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 30days}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: unknown unit \"days\" in duration \"30days\" (valid units: ns, us, ms, s, m, h, d, w, mo, y)");
-        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: -5m}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: negative duration \"-5m\" is not allowed");
-        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 0s}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: must be greater than 0, got \"0s\"");
-        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: [5m]}}"), &[], NOTHING, "error: credentials.api_keys.default_ttl: expected a duration such as \"5m\", found a list");
-        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: }}"), &[], |c| format!("{:?}", c.credentials.api_keys.default_ttl), "None");
-        check(base!("snapshot: {refresh_interval: 1ms, max_staleness: 1m}"), &[], |c| format!("{:?} {:?}", c.snapshot.refresh_interval, c.snapshot.max_staleness), "1ms 60s");
-        check(base!("snapshot: {refresh_interval: 0s}"), &[], NOTHING, "error: snapshot.refresh_interval: must be at least 0.001s, got \"0s\"");
-        check(base!("snapshot: {refresh_interval: 10s, max_staleness: 5s}"), &[], NOTHING, "error: snapshot.max_staleness: must not be shorter than snapshot.refresh_interval (10s)");
-        check(base!("last_used: {flush_interval: 5}"), &[], NOTHING, "error: last_used.flush_interval: missing unit in duration \"5\"");
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: -5m}}"),
+            &[],
+            NOTHING,
+            "error: credentials.api_keys.default_ttl: negative duration \"-5m\" is not allowed",
+        );
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: 0s}}"),
+            &[],
+            NOTHING,
+            "error: credentials.api_keys.default_ttl: must be greater than 0, got \"0s\"",
+        );
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: [5m]}}"),
+            &[],
+            NOTHING,
+            "error: credentials.api_keys.default_ttl: expected a duration such as \"5m\", found a list",
+        );
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, api_keys: {default_ttl: }}"),
+            &[],
+            |c| format!("{:?}", c.credentials.api_keys.default_ttl),
+            "None",
+        );
+        check(
+            base!("snapshot: {refresh_interval: 1ms, max_staleness: 1m}"),
+            &[],
+            |c| format!("{:?} {:?}", c.snapshot.refresh_interval, c.snapshot.max_staleness),
+            "1ms 60s",
+        );
+        check(
+            base!("snapshot: {refresh_interval: 0s}"),
+            &[],
+            NOTHING,
+            "error: snapshot.refresh_interval: must be at least 0.001s, got \"0s\"",
+        );
+        check(
+            base!("snapshot: {refresh_interval: 10s, max_staleness: 5s}"),
+            &[],
+            NOTHING,
+            "error: snapshot.max_staleness: must not be shorter than snapshot.refresh_interval (10s)",
+        );
+        check(
+            base!("last_used: {flush_interval: 5}"),
+            &[],
+            NOTHING,
+            "error: last_used.flush_interval: missing unit in duration \"5\"",
+        );
         check(base!("cache: {redis: {timeout: 3 s}}"), &[], NOTHING, "error: cache.redis.timeout: unknown unit \" s\" in duration \"3 s\" (valid units: ns, us, ms, s, m, h, d, w, mo, y)");
     }
 
     #[test]
+    #[rustfmt::skip] // one case per line
     fn prefixes() {
         check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {current: sk_live, retired: [ory_ak, old], public_current: pk_live, public_retired: [pk]}}}"), &[], |c| format!("{:?}", c.credentials.api_keys.prefix), "Prefixes { current: \"sk_live\", retired: [\"ory_ak\", \"old\"], public_current: Some(\"pk_live\"), public_retired: [\"pk\"] }");
         check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {current: sk-live}}}"), &[], NOTHING, "error: credentials.api_keys.prefix.current: invalid prefix \"sk-live\": must be 1 to 16 characters from a-z, A-Z, 0-9 and _");
         check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {current: \"\"}}}"), &[], NOTHING, "error: credentials.api_keys.prefix.current: invalid prefix \"\": must be 1 to 16 characters from a-z, A-Z, 0-9 and _");
         check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {current: abcdefghijklmnopq}}}"), &[], NOTHING, "error: credentials.api_keys.prefix.current: invalid prefix \"abcdefghijklmnopq\": must be 1 to 16 characters from a-z, A-Z, 0-9 and _");
-        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {current: abcdefghijklmnop}}}"), &[], |c| c.credentials.api_keys.prefix.current.clone(), "abcdefghijklmnop");
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {current: abcdefghijklmnop}}}"),
+            &[],
+            |c| c.credentials.api_keys.prefix.current.clone(),
+            "abcdefghijklmnop",
+        );
         check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {retired: [ok, not ok]}}}"), &[], NOTHING, "error: credentials.api_keys.prefix.retired[1]: invalid prefix \"not ok\": must be 1 to 16 characters from a-z, A-Z, 0-9 and _");
-        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {public_current: ory_ak}}}"), &[], NOTHING, "error: credentials.api_keys.prefix.public_current: must differ from credentials.api_keys.prefix.current");
-        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {retired: old}}}"), &[], NOTHING, "error: credentials.api_keys.prefix.retired: expected a list, found a string");
-        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {retired: [1]}}}"), &[], NOTHING, "error: credentials.api_keys.prefix.retired[0]: expected a string, found an integer; quote the value");
-        check(concat!(hmac!(), "credentials: {issuer: a, derived_tokens: {macaroon: {prefix: {current: mac_v2, retired: [mc]}}}}"), &[], |c| format!("{} {:?}", c.credentials.derived_tokens.macaroon_prefix, c.credentials.derived_tokens.macaroon_prefix_retired), "mac_v2 [\"mc\"]");
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {public_current: ory_ak}}}"),
+            &[],
+            NOTHING,
+            "error: credentials.api_keys.prefix.public_current: must differ from credentials.api_keys.prefix.current",
+        );
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {retired: old}}}"),
+            &[],
+            NOTHING,
+            "error: credentials.api_keys.prefix.retired: expected a list, found a string",
+        );
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {retired: [1]}}}"),
+            &[],
+            NOTHING,
+            "error: credentials.api_keys.prefix.retired[0]: expected a string, found an integer; quote the value",
+        );
+        check(
+            concat!(
+                hmac!(),
+                "credentials: {issuer: a, derived_tokens: {macaroon: {prefix: {current: mac_v2, retired: [mc]}}}}"
+            ),
+            &[],
+            |c| {
+                format!(
+                    "{} {:?}",
+                    c.credentials.derived_tokens.macaroon_prefix, c.credentials.derived_tokens.macaroon_prefix_retired
+                )
+            },
+            "mac_v2 [\"mc\"]",
+        );
         check(concat!(hmac!(), "credentials: {issuer: a, derived_tokens: {macaroon: {prefix: {current: abcdefghi}}}}"), &[], NOTHING, "error: credentials.derived_tokens.macaroon.prefix.current: invalid prefix \"abcdefghi\": must be 1 to 8 characters from a-z, A-Z, 0-9 and _");
         check(concat!(hmac!(), "credentials: {issuer: a, derived_tokens: {macaroon: {prefix: {retired: [\"m.c\"]}}}}"), &[], NOTHING, "error: credentials.derived_tokens.macaroon.prefix.retired[0]: invalid prefix \"m.c\": must be 1 to 8 characters from a-z, A-Z, 0-9 and _");
-        check(concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {current: mc}}}"), &[], NOTHING, "error: credentials.api_keys.prefix.current: prefix \"mc\" is also a macaroon prefix");
+        check(
+            concat!(hmac!(), "credentials: {issuer: a, api_keys: {prefix: {current: mc}}}"),
+            &[],
+            NOTHING,
+            "error: credentials.api_keys.prefix.current: prefix \"mc\" is also a macaroon prefix",
+        );
     }
 
     #[test]
+    #[rustfmt::skip] // one case per line
     fn secrets() {
-        check(concat!(issuer!(), "secrets: {hmac: {current: a-plain-unquoted-secret-of-32-chars}}"), &[], |c| c.secrets.hmac.current.expose().to_owned(), "a-plain-unquoted-secret-of-32-chars");
-        check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789012345678901234567890123\"}}"), &[], |c| c.secrets.hmac.current.expose().to_owned(), "0123456789012345678901234567890123");
-        check(concat!(issuer!(), "secrets: {hmac: {current: '0123456789012345678901234567890123'}}"), &[], |c| c.secrets.hmac.current.expose().to_owned(), "0123456789012345678901234567890123");
+        check(
+            concat!(issuer!(), "secrets: {hmac: {current: a-plain-unquoted-secret-of-32-chars}}"),
+            &[],
+            |c| c.secrets.hmac.current.expose().to_owned(),
+            "a-plain-unquoted-secret-of-32-chars",
+        );
+        check(
+            concat!(issuer!(), "secrets: {hmac: {current: \"0123456789012345678901234567890123\"}}"),
+            &[],
+            |c| c.secrets.hmac.current.expose().to_owned(),
+            "0123456789012345678901234567890123",
+        );
+        check(
+            concat!(issuer!(), "secrets: {hmac: {current: '0123456789012345678901234567890123'}}"),
+            &[],
+            |c| c.secrets.hmac.current.expose().to_owned(),
+            "0123456789012345678901234567890123",
+        );
         check(concat!(issuer!(), "secrets: {hmac: {current: 0123456789012345678901234567890123}}"), &[], NOTHING, "error: secrets.hmac.current: secrets are read as strings, but this unquoted value reads as a number: put it in quotes");
         check(concat!(issuer!(), "secrets: {hmac: {current: 12345678901234567890123456789012345}}"), &[], NOTHING, "error: secrets.hmac.current: secrets are read as strings, but this unquoted value reads as a number: put it in quotes");
         check(concat!(issuer!(), "secrets: {hmac: {current: 1_234_567_890_123_456_789_012_345_678_901}}"), &[], NOTHING, "error: secrets.hmac.current: secrets are read as strings, but this unquoted value reads as a number: put it in quotes");
         check(concat!(issuer!(), "secrets: {hmac: {current: 1e5}}"), &[], NOTHING, "error: secrets.hmac.current: secrets are read as strings, but this unquoted value reads as a number: put it in quotes");
         check(concat!(issuer!(), "secrets: {hmac: {current: yes}}"), &[], NOTHING, "error: secrets.hmac.current: secrets are read as strings, but this unquoted value reads as a boolean: put it in quotes");
         check(concat!(issuer!(), "secrets: {hmac: {current: true}}"), &[], NOTHING, "error: secrets.hmac.current: secrets are read as strings, but this unquoted value reads as a boolean: put it in quotes");
-        check(concat!(issuer!(), "secrets: {hmac: {current: \"yes\"}}"), &[], NOTHING, "error: secrets.hmac.current: must be at least 32 characters long, this one has 3");
-        check(concat!(issuer!(), "secrets: {hmac: {current: \"short\"}}"), &[], NOTHING, "error: secrets.hmac.current: must be at least 32 characters long, this one has 5");
-        check(concat!(issuer!(), "secrets: {hmac: {current: \"\"}}"), &[], NOTHING, "error: secrets.hmac.current: must not be empty");
-        check(concat!(issuer!(), "secrets: {hmac: {current: }}"), &[], NOTHING, "error: secrets.hmac.current: required");
-        check(concat!(issuer!(), "secrets: {hmac: {current: [a]}}"), &[], NOTHING, "error: secrets.hmac.current: expected a string, found a list");
+        check(
+            concat!(issuer!(), "secrets: {hmac: {current: \"yes\"}}"),
+            &[],
+            NOTHING,
+            "error: secrets.hmac.current: must be at least 32 characters long, this one has 3",
+        );
+        check(
+            concat!(issuer!(), "secrets: {hmac: {current: \"short\"}}"),
+            &[],
+            NOTHING,
+            "error: secrets.hmac.current: must be at least 32 characters long, this one has 5",
+        );
+        check(
+            concat!(issuer!(), "secrets: {hmac: {current: \"\"}}"),
+            &[],
+            NOTHING,
+            "error: secrets.hmac.current: must not be empty",
+        );
+        check(
+            concat!(issuer!(), "secrets: {hmac: {current: }}"),
+            &[],
+            NOTHING,
+            "error: secrets.hmac.current: required",
+        );
+        check(
+            concat!(issuer!(), "secrets: {hmac: {current: [a]}}"),
+            &[],
+            NOTHING,
+            "error: secrets.hmac.current: expected a string, found a list",
+        );
         check(concat!(issuer!(), "secrets: {hmac: {current: \"", "0123456789abcdef0123456789abcdef", "\", retired: [\"fedcba9876543210fedcba9876543210\", {value: \"ffffffffffffffffffffffffffffffff\", expires_at: \"2999-01-01T00:00:00Z\"}, {value: \"eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee\"}]}}"), &[], |c| format!("{:?}", c.secrets.hmac.retired.iter().map(|r| (r.value.expose(), r.expires_at.map(|t| t.year()))).collect::<Vec<_>>()), "[(\"fedcba9876543210fedcba9876543210\", None), (\"ffffffffffffffffffffffffffffffff\", Some(2999)), (\"eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee\", None)]");
         check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\", retired: [\"fedcba9876543210fedcba9876543210\", {value: \"ffffffffffffffffffffffffffffffff\", expires_at: \"2000-01-01T00:00:00Z\"}]}}"), &[], |c| c.secrets.hmac.retired.len().to_string(), "1\nwarning: secrets.hmac.retired[1]: expired at 2000-01-01T00:00:00Z, ignored");
         check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\", retired: [\"short\", {value: \"also-short\"}]}}"), &[], NOTHING, "error: secrets.hmac.retired[0]: must be at least 32 characters long, this one has 5\nerror: secrets.hmac.retired[1]: must be at least 32 characters long, this one has 10");
@@ -1980,6 +2217,7 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip] // one case per line
     fn pagination_secrets() {
         const P: Probe = |c| match &c.secrets.pagination {
             Some(set) => format!("{} +{}", set.current.expose(), set.retired.len()),
@@ -1989,61 +2227,178 @@ mod tests {
         check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\"}, default: {current: \"pagination-secret-of-at-least-32-chars\"}}"), &[], P, "pagination-secret-of-at-least-32-chars +0");
         check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\"}, pagination: {current: \"pagination-secret-of-at-least-32-chars\", retired: [\"older-pagination-secret-of-32-chars\"]}}"), &[], P, "pagination-secret-of-at-least-32-chars +1");
         check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\"}, pagination: {current: \"pagination-secret-of-at-least-32-chars\"}, default: {current: \"default-secret-of-at-least-32-chars\"}}"), &[], P, "pagination-secret-of-at-least-32-chars +0\nwarning: secrets.default is ignored because secrets.pagination is set");
-        check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\"}, default: {current: short}}"), &[], P, "error: secrets.default.current: must be at least 32 characters long, this one has 5");
+        check(
+            concat!(
+                issuer!(),
+                "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\"}, default: {current: short}}"
+            ),
+            &[],
+            P,
+            "error: secrets.default.current: must be at least 32 characters long, this one has 5",
+        );
         check(concat!(issuer!(), "secrets: {hmac: {current: \"0123456789abcdef0123456789abcdef\"}, pagination: {retired: [\"older-pagination-secret-of-32-chars\"]}}"), &[], P, "error: secrets.pagination.current: required when secrets.pagination.retired is set");
     }
 
     #[test]
+    #[rustfmt::skip] // one case per line
     fn db() {
         const DSN: Probe = |c| format!("{:?}", c.db.dsn);
         check(base!("db: {dsn: memory}"), &[], DSN, "Memory");
         check(base!("db: {dsn: talos.redb}"), &[], DSN, "Redb(\"talos.redb\")");
         check(base!("db: {dsn: /var/lib/talos/talos.redb}"), &[], DSN, "Redb(\"/var/lib/talos/talos.redb\")");
-        check(base!("db: {dsn: \"redb:///var/lib/talos/talos.redb\"}"), &[], DSN, "Redb(\"/var/lib/talos/talos.redb\")");
+        check(
+            base!("db: {dsn: \"redb:///var/lib/talos/talos.redb\"}"),
+            &[],
+            DSN,
+            "Redb(\"/var/lib/talos/talos.redb\")",
+        );
         check(base!("db: {dsn: \"redb://data/talos.redb\"}"), &[], DSN, "Redb(\"data/talos.redb\")");
         check(base!("db: {dsn: \"redb://\"}"), &[], DSN, "error: db.dsn: has no path after \"redb://\"");
         check(base!("db: {dsn: \"\"}"), &[], DSN, "error: db.dsn: must not be empty");
-        check(base!("db: {dsn: \"postgres://talos@db:5432/talos?sslmode=disable&max_conns=20\"}"), &[], |c| match &c.db.dsn { Dsn::Postgres(url) => url.clone(), other => format!("{other:?}") }, "postgres://talos@db:5432/talos?sslmode=disable&max_conns=20");
-        check(base!("db: {dsn: \"postgresql://talos@db/talos\"}"), &[], DSN, "Postgres(\"postgresql://talos@db/talos\")");
-        check(base!("db: {dsn: \"cockroach://root@db:26257/talos\"}"), &[], DSN, "Postgres(\"postgres://root@db:26257/talos\")");
+        check(
+            base!("db: {dsn: \"postgres://talos@db:5432/talos?sslmode=disable&max_conns=20\"}"),
+            &[],
+            |c| match &c.db.dsn {
+                Dsn::Postgres(url) => url.clone(),
+                other => format!("{other:?}"),
+            },
+            "postgres://talos@db:5432/talos?sslmode=disable&max_conns=20",
+        );
+        check(
+            base!("db: {dsn: \"postgresql://talos@db/talos\"}"),
+            &[],
+            DSN,
+            "Postgres(\"postgresql://talos@db/talos\")",
+        );
+        check(
+            base!("db: {dsn: \"cockroach://root@db:26257/talos\"}"),
+            &[],
+            DSN,
+            "Postgres(\"postgres://root@db:26257/talos\")",
+        );
         check(base!("db: {dsn: \"sqlite://talos.db?_fk=true\"}"), &[], DSN, "error: db.dsn: unsupported scheme \"sqlite\": use \"memory\", a redb file (\"redb:///path\" or a plain path) or \"postgres://…\"");
         check(base!("db: {dsn: \"mysql://root:hunter2@db/talos\"}"), &[], DSN, "error: db.dsn: unsupported scheme \"mysql\": use \"memory\", a redb file (\"redb:///path\" or a plain path) or \"postgres://…\"");
     }
 
     #[test]
+    #[rustfmt::skip] // one case per line
     fn dsn_debug_redacts_passwords() {
-        let check = |url: &str, expected: &str| assert_eq!(format!("{:?}", Dsn::Postgres(url.to_owned())), expected, "{url}");
+        let check =
+            |url: &str, expected: &str| assert_eq!(format!("{:?}", Dsn::Postgres(url.to_owned())), expected, "{url}");
         check("postgres://talos:hunter2@db:5432/talos", "Postgres(\"postgres://talos:<redacted>@db:5432/talos\")");
-        check("postgres://talos:p%40ss@db/talos?sslmode=require&password=hunter2", "Postgres(\"postgres://talos:<redacted>@db/talos?sslmode=require&password=<redacted>\")");
-        check("postgres://db/talos?PASSWORD=hunter2&sslpassword=x", "Postgres(\"postgres://db/talos?PASSWORD=<redacted>&sslpassword=<redacted>\")");
+        check(
+            "postgres://talos:p%40ss@db/talos?sslmode=require&password=hunter2",
+            "Postgres(\"postgres://talos:<redacted>@db/talos?sslmode=require&password=<redacted>\")",
+        );
+        check(
+            "postgres://db/talos?PASSWORD=hunter2&sslpassword=x",
+            "Postgres(\"postgres://db/talos?PASSWORD=<redacted>&sslpassword=<redacted>\")",
+        );
         check("postgres://talos@db/talos", "Postgres(\"postgres://talos@db/talos\")");
         check("postgres://u:a@b@db/talos", "Postgres(\"postgres://u:<redacted>@db/talos\")");
     }
 
     #[test]
+    #[rustfmt::skip] // one case per line
     fn other_sections() {
-        check(base!("cache: {type: memory, enabled: true, ttl: 1m}"), &[], |c| format!("{:?}", c.cache), "Cache { kind: \"memory\", enabled: true, ttl: 60s }");
-        check(base!("cache: {type: lru}"), &[], NOTHING, "error: cache.type: must be one of \"memory\", \"redis\", \"noop\", got \"lru\"");
-        check(base!("cache: {memory: {max_size: 1024}}"), &[], NOTHING, "error: cache.memory.max_size: must be between 1048576 and 10737418240, got 1024");
+        check(
+            base!("cache: {type: memory, enabled: true, ttl: 1m}"),
+            &[],
+            |c| format!("{:?}", c.cache),
+            "Cache { kind: \"memory\", enabled: true, ttl: 60s }",
+        );
+        check(
+            base!("cache: {type: lru}"),
+            &[],
+            NOTHING,
+            "error: cache.type: must be one of \"memory\", \"redis\", \"noop\", got \"lru\"",
+        );
+        check(
+            base!("cache: {memory: {max_size: 1024}}"),
+            &[],
+            NOTHING,
+            "error: cache.memory.max_size: must be between 1048576 and 10737418240, got 1024",
+        );
         check(base!("cache: {memory: {num_counters: 1e6}}"), &[], NOTHING, "");
         check(base!("quota: {api_keys_max: 1000}"), &[], |c| c.quota.api_keys_max.to_string(), "1000");
-        check(base!("quota: {api_keys_max: -1}"), &[], NOTHING, "error: quota.api_keys_max: must be at least 0, got -1");
-        check(base!("log: {level: debug, format: text}"), &[], |c| format!("{:?}", c.log), "Log { level: \"debug\", format: \"text\" }");
-        check(base!("log: {level: verbose}"), &[], NOTHING, "error: log.level: must be one of \"debug\", \"info\", \"warn\", \"error\", got \"verbose\"");
-        check(base!("log: {format: xml}"), &[], NOTHING, "error: log.format: must be one of \"json\", \"text\", got \"xml\"");
-        check(base!("last_used: {queue_size: 1000, flush_size: 50, flush_interval: 5s, num_workers: 2}"), &[], |c| format!("{:?}", c.last_used), "LastUsed { queue_size: 1000, flush_size: 50, flush_interval: 5s, num_workers: 2 }");
-        check(base!("last_used: {queue_size: 255}"), &[], NOTHING, "error: last_used.queue_size: must be between 256 and 1000000, got 255");
-        check(base!("last_used: {num_workers: 65}"), &[], NOTHING, "error: last_used.num_workers: must be between 1 and 64, got 65");
-        check(base!("last_used: {queue_size: 256, flush_size: 1000}"), &[], NOTHING, "error: last_used.flush_size: must not exceed last_used.queue_size (256)");
+        check(
+            base!("quota: {api_keys_max: -1}"),
+            &[],
+            NOTHING,
+            "error: quota.api_keys_max: must be at least 0, got -1",
+        );
+        check(
+            base!("log: {level: debug, format: text}"),
+            &[],
+            |c| format!("{:?}", c.log),
+            "Log { level: \"debug\", format: \"text\" }",
+        );
+        check(
+            base!("log: {level: verbose}"),
+            &[],
+            NOTHING,
+            "error: log.level: must be one of \"debug\", \"info\", \"warn\", \"error\", got \"verbose\"",
+        );
+        check(
+            base!("log: {format: xml}"),
+            &[],
+            NOTHING,
+            "error: log.format: must be one of \"json\", \"text\", got \"xml\"",
+        );
+        check(
+            base!("last_used: {queue_size: 1000, flush_size: 50, flush_interval: 5s, num_workers: 2}"),
+            &[],
+            |c| format!("{:?}", c.last_used),
+            "LastUsed { queue_size: 1000, flush_size: 50, flush_interval: 5s, num_workers: 2 }",
+        );
+        check(
+            base!("last_used: {queue_size: 255}"),
+            &[],
+            NOTHING,
+            "error: last_used.queue_size: must be between 256 and 1000000, got 255",
+        );
+        check(
+            base!("last_used: {num_workers: 65}"),
+            &[],
+            NOTHING,
+            "error: last_used.num_workers: must be between 1 and 64, got 65",
+        );
+        check(
+            base!("last_used: {queue_size: 256, flush_size: 1000}"),
+            &[],
+            NOTHING,
+            "error: last_used.flush_size: must not exceed last_used.queue_size (256)",
+        );
         check(base!("serve: {http: {cors: {enabled: true, allowed_methods: [GET, FETCH]}}}"), &[], NOTHING, "error: serve.http.cors.allowed_methods[1]: must be one of \"GET\", \"HEAD\", \"POST\", \"PUT\", \"PATCH\", \"DELETE\", \"OPTIONS\", \"CONNECT\", \"TRACE\", got \"FETCH\"");
-        check(base!("tracing: {sample_rate: 1.5}"), &[], NOTHING, "error: tracing.sample_rate: must be between 0 and 1, got 1.5");
-        check(base!("tracing: {service_version: 1.0}"), &[], NOTHING, "error: tracing.service_version: expected a string, found a number; quote the value");
-        check(base!("rate_limit: {backend: postgres}"), &[], NOTHING, "error: rate_limit.backend: must be one of \"memory\", \"redis\", got \"postgres\"");
-        check(base!("multitenancy: {networks: [{hostname: a.example.com, id: 0b1c2d3e-0000-4000-8000-000000000000}]}"), &[], NOTHING, "");
+        check(
+            base!("tracing: {sample_rate: 1.5}"),
+            &[],
+            NOTHING,
+            "error: tracing.sample_rate: must be between 0 and 1, got 1.5",
+        );
+        check(
+            base!("tracing: {service_version: 1.0}"),
+            &[],
+            NOTHING,
+            "error: tracing.service_version: expected a string, found a number; quote the value",
+        );
+        check(
+            base!("rate_limit: {backend: postgres}"),
+            &[],
+            NOTHING,
+            "error: rate_limit.backend: must be one of \"memory\", \"redis\", got \"postgres\"",
+        );
+        check(
+            base!("multitenancy: {networks: [{hostname: a.example.com, id: 0b1c2d3e-0000-4000-8000-000000000000}]}"),
+            &[],
+            NOTHING,
+            "",
+        );
         check(base!("multitenancy: {networks: [{hostname: a.example.com, id: nope, path: x}, {}]}"), &[], NOTHING, "error: multitenancy.networks[0].id: expected a UUID, got \"nope\"\nerror: multitenancy.networks[0].path: unknown key\nerror: multitenancy.networks[0].id: required\nerror: multitenancy.networks[1].hostname: required\nerror: multitenancy.networks[1].id: required");
     }
 
     #[test]
+    #[rustfmt::skip] // one case per line
     fn document_shape() {
         check(base!("serve: {http: {prot: 80}}"), &[], NOTHING, "error: serve.http.prot: unknown key");
         check(base!("frobnicate: true"), &[], NOTHING, "error: frobnicate: unknown key");
@@ -2054,9 +2409,19 @@ mod tests {
         check(base!("1: x"), &[], NOTHING, "error: 1: unknown key");
         check("[1, 2]", &[], NOTHING, "error: the configuration must be a mapping, found a list\nerror: credentials.issuer: required\nerror: secrets.hmac.current: required");
         check("serve: {http: {port: 80}", &[], NOTHING, "error: invalid YAML: did not find expected ',' or '}' at line 2 column 1, while parsing a flow mapping at line 1 column 8");
-        check("a: !tagged b", &[], NOTHING, "error: invalid YAML: a: invalid type: enum, expected a YAML value without tags at line 1 column 4");
+        check(
+            "a: !tagged b",
+            &[],
+            NOTHING,
+            "error: invalid YAML: a: invalid type: enum, expected a YAML value without tags at line 1 column 4",
+        );
         check("", &[], NOTHING, "error: credentials.issuer: required\nerror: secrets.hmac.current: required");
-        check("# only a comment\n", &[], NOTHING, "error: credentials.issuer: required\nerror: secrets.hmac.current: required");
+        check(
+            "# only a comment\n",
+            &[],
+            NOTHING,
+            "error: credentials.issuer: required\nerror: secrets.hmac.current: required",
+        );
     }
 
     #[test]
@@ -2080,48 +2445,159 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip] // one case per line
     fn environment_overrides() {
         const PORT: Probe = |c| c.serve.http.port.to_string();
         check(base!("serve: {http: {port: 80}}"), &[("TALOS_SERVE_HTTP_PORT", "81")], PORT, "81");
         check(base!("serve: {http: {port: 80}}"), &[("SERVE_HTTP_PORT", "82")], PORT, "82");
-        check(base!("serve: {http: {port: 80}}"), &[("SERVE_HTTP_PORT", "82"), ("TALOS_SERVE_HTTP_PORT", "81")], PORT, "81");
+        check(
+            base!("serve: {http: {port: 80}}"),
+            &[("SERVE_HTTP_PORT", "82"), ("TALOS_SERVE_HTTP_PORT", "81")],
+            PORT,
+            "81",
+        );
         check(base!(""), &[("TALOS_SERVE_HTTP_PORT", " 81 ")], PORT, "81");
-        check(base!(""), &[("TALOS_SERVE_HTTP_PORT", "http")], PORT, "error: serve.http.port: expected an integer, got \"http\" (set by TALOS_SERVE_HTTP_PORT)");
-        check(base!(""), &[("TALOS_SERVE_HTTP_PORT", "70000")], PORT, "error: serve.http.port: must be between 0 and 65535, got 70000 (set by TALOS_SERVE_HTTP_PORT)");
+        check(
+            base!(""),
+            &[("TALOS_SERVE_HTTP_PORT", "http")],
+            PORT,
+            "error: serve.http.port: expected an integer, got \"http\" (set by TALOS_SERVE_HTTP_PORT)",
+        );
+        check(
+            base!(""),
+            &[("TALOS_SERVE_HTTP_PORT", "70000")],
+            PORT,
+            "error: serve.http.port: must be between 0 and 65535, got 70000 (set by TALOS_SERVE_HTTP_PORT)",
+        );
         check(base!(""), &[("PATH", "/usr/bin"), ("HOME", "/root"), ("PORT", "1")], PORT, "4420");
-        check(base!(""), &[("TALOS_UNKNOWN_THING", "1")], PORT, "4420\nwarning: environment variable TALOS_UNKNOWN_THING names no configuration key and is ignored");
-        check(base!(""), &[("TALOS_SERVE_HTTP", "{}")], PORT, "4420\nwarning: environment variable TALOS_SERVE_HTTP names no configuration key and is ignored");
-        check(base!(""), &[("TALOS_SECRETS_HMAC_CURRENT", "from-the-environment-0123456789abcdef")], |c| c.secrets.hmac.current.expose().to_owned(), "from-the-environment-0123456789abcdef");
-        check(base!(""), &[("TALOS_SECRETS_HMAC_CURRENT", "0123456789012345678901234567890123")], |c| c.secrets.hmac.current.expose().to_owned(), "0123456789012345678901234567890123");
-        check(base!(""), &[("TALOS_SECRETS_HMAC_CURRENT", "short")], NOTHING, "error: secrets.hmac.current: must be at least 32 characters long, this one has 5");
-        check(issuer!(), &[("SECRETS_HMAC_CURRENT", "from-the-environment-0123456789abcdef")], |c| c.secrets.hmac.current.expose().to_owned(), "from-the-environment-0123456789abcdef");
-        check("", &[("TALOS_CREDENTIALS_ISSUER", "https://env.example.com"), ("TALOS_SECRETS_HMAC_CURRENT", "from-the-environment-0123456789abcdef")], |c| c.credentials.issuer.clone(), "https://env.example.com");
+        check(
+            base!(""),
+            &[("TALOS_UNKNOWN_THING", "1")],
+            PORT,
+            "4420\nwarning: environment variable TALOS_UNKNOWN_THING names no configuration key and is ignored",
+        );
+        check(
+            base!(""),
+            &[("TALOS_SERVE_HTTP", "{}")],
+            PORT,
+            "4420\nwarning: environment variable TALOS_SERVE_HTTP names no configuration key and is ignored",
+        );
+        check(
+            base!(""),
+            &[("TALOS_SECRETS_HMAC_CURRENT", "from-the-environment-0123456789abcdef")],
+            |c| c.secrets.hmac.current.expose().to_owned(),
+            "from-the-environment-0123456789abcdef",
+        );
+        check(
+            base!(""),
+            &[("TALOS_SECRETS_HMAC_CURRENT", "0123456789012345678901234567890123")],
+            |c| c.secrets.hmac.current.expose().to_owned(),
+            "0123456789012345678901234567890123",
+        );
+        check(
+            base!(""),
+            &[("TALOS_SECRETS_HMAC_CURRENT", "short")],
+            NOTHING,
+            "error: secrets.hmac.current: must be at least 32 characters long, this one has 5",
+        );
+        check(
+            issuer!(),
+            &[("SECRETS_HMAC_CURRENT", "from-the-environment-0123456789abcdef")],
+            |c| c.secrets.hmac.current.expose().to_owned(),
+            "from-the-environment-0123456789abcdef",
+        );
+        check(
+            "",
+            &[
+                ("TALOS_CREDENTIALS_ISSUER", "https://env.example.com"),
+                ("TALOS_SECRETS_HMAC_CURRENT", "from-the-environment-0123456789abcdef"),
+            ],
+            |c| c.credentials.issuer.clone(),
+            "https://env.example.com",
+        );
         check(base!(""), &[("DB_DSN", "memory")], |c| format!("{:?}", c.db.dsn), "Memory");
-        check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_DEFAULT_TTL", "24h")], |c| format!("{:?}", c.credentials.api_keys.default_ttl), "Some(86400s)");
+        check(
+            base!(""),
+            &[("TALOS_CREDENTIALS_API_KEYS_DEFAULT_TTL", "24h")],
+            |c| format!("{:?}", c.credentials.api_keys.default_ttl),
+            "Some(86400s)",
+        );
         check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_DEFAULT_TTL", "24")], NOTHING, "error: credentials.api_keys.default_ttl: missing unit in duration \"24\" (set by TALOS_CREDENTIALS_API_KEYS_DEFAULT_TTL)");
-        check(base!(""), &[("TALOS_SERVE_HTTP_TRUST_FORWARDED_HOST", "1"), ("TALOS_CACHE_ENABLED", "True")], |c| format!("{} {}", c.serve.trust_forwarded_host, c.cache.enabled), "true true");
+        check(
+            base!(""),
+            &[("TALOS_SERVE_HTTP_TRUST_FORWARDED_HOST", "1"), ("TALOS_CACHE_ENABLED", "True")],
+            |c| format!("{} {}", c.serve.trust_forwarded_host, c.cache.enabled),
+            "true true",
+        );
         check(base!(""), &[("TALOS_LOG_LEVEL", "debug")], |c| c.log.level.clone(), "debug");
         check(base!(""), &[("TALOS_SERVE_HTTP_CORS_MAX_AGE", "3600")], NOTHING, "");
     }
 
     #[test]
+    #[rustfmt::skip] // one case per line
     fn environment_lists() {
         const RETIRED: Probe = |c| format!("{:?}", c.credentials.api_keys.prefix.retired);
-        const SECRETS: Probe = |c| format!("{:?}", c.secrets.hmac.retired.iter().map(|r| (r.value.expose(), r.expires_at.map(|t| t.year()))).collect::<Vec<_>>());
+        const SECRETS: Probe = |c| {
+            format!(
+                "{:?}",
+                c.secrets
+                    .hmac
+                    .retired
+                    .iter()
+                    .map(|r| (r.value.expose(), r.expires_at.map(|t| t.year())))
+                    .collect::<Vec<_>>()
+            )
+        };
         check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED", "a, b,,c")], RETIRED, "[\"a\", \"b\", \"c\"]");
         check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED", "[\"a\", \"b\"]")], RETIRED, "[\"a\", \"b\"]");
         check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED", "")], RETIRED, "[]");
-        check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED_1", "b"), ("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED_0", "a")], RETIRED, "[\"a\", \"b\"]");
+        check(
+            base!(""),
+            &[
+                ("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED_1", "b"),
+                ("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED_0", "a"),
+            ],
+            RETIRED,
+            "[\"a\", \"b\"]",
+        );
         check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED_0", "a"), ("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED", "b")], RETIRED, "[\"b\"]\nwarning: TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED_<n> variables are ignored because TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED is set");
         check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED", "[1]")], RETIRED, "error: credentials.api_keys.prefix.retired[0]: expected a string, found an integer; quote the value (set by TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED)");
         check(base!(""), &[("TALOS_CREDENTIALS_API_KEYS_PREFIX_RETIRED", "ok,not ok")], RETIRED, "error: credentials.api_keys.prefix.retired[1]: invalid prefix \"not ok\": must be 1 to 16 characters from a-z, A-Z, 0-9 and _");
         check(base!(""), &[("TALOS_SECRETS_HMAC_RETIRED", "[\"fedcba9876543210fedcba9876543210\", {\"value\": \"ffffffffffffffffffffffffffffffff\", \"expires_at\": \"2999-01-01T00:00:00Z\"}]")], SECRETS, "[(\"fedcba9876543210fedcba9876543210\", None), (\"ffffffffffffffffffffffffffffffff\", Some(2999))]");
-        check(base!(""), &[("TALOS_SECRETS_HMAC_RETIRED_0", "fedcba9876543210fedcba9876543210"), ("TALOS_SECRETS_HMAC_RETIRED_1", "{\"value\": \"ffffffffffffffffffffffffffffffff\"}")], SECRETS, "[(\"fedcba9876543210fedcba9876543210\", None), (\"ffffffffffffffffffffffffffffffff\", None)]");
-        check(base!(""), &[("TALOS_SECRETS_HMAC_RETIRED", "fedcba9876543210fedcba9876543210")], SECRETS, "error: secrets.hmac.retired: expected a JSON array (set by TALOS_SECRETS_HMAC_RETIRED)");
-        check(base!(""), &[("TALOS_SECRETS_HMAC_RETIRED", "{\"value\": \"ffffffffffffffffffffffffffffffff\"}")], SECRETS, "error: secrets.hmac.retired: expected a JSON array (set by TALOS_SECRETS_HMAC_RETIRED)");
-        check(base!(""), &[("TALOS_SECRETS_HMAC_RETIRED", "[{\"value\": \"short\"}]")], SECRETS, "error: secrets.hmac.retired[0]: must be at least 32 characters long, this one has 5");
+        check(
+            base!(""),
+            &[
+                ("TALOS_SECRETS_HMAC_RETIRED_0", "fedcba9876543210fedcba9876543210"),
+                ("TALOS_SECRETS_HMAC_RETIRED_1", "{\"value\": \"ffffffffffffffffffffffffffffffff\"}"),
+            ],
+            SECRETS,
+            "[(\"fedcba9876543210fedcba9876543210\", None), (\"ffffffffffffffffffffffffffffffff\", None)]",
+        );
+        check(
+            base!(""),
+            &[("TALOS_SECRETS_HMAC_RETIRED", "fedcba9876543210fedcba9876543210")],
+            SECRETS,
+            "error: secrets.hmac.retired: expected a JSON array (set by TALOS_SECRETS_HMAC_RETIRED)",
+        );
+        check(
+            base!(""),
+            &[("TALOS_SECRETS_HMAC_RETIRED", "{\"value\": \"ffffffffffffffffffffffffffffffff\"}")],
+            SECRETS,
+            "error: secrets.hmac.retired: expected a JSON array (set by TALOS_SECRETS_HMAC_RETIRED)",
+        );
+        check(
+            base!(""),
+            &[("TALOS_SECRETS_HMAC_RETIRED", "[{\"value\": \"short\"}]")],
+            SECRETS,
+            "error: secrets.hmac.retired[0]: must be at least 32 characters long, this one has 5",
+        );
         check(base!(""), &[("TALOS_SECRETS_HMAC_RETIRED", "[12345678901234567890123456789012]")], SECRETS, "error: secrets.hmac.retired[0]: secrets are read as strings, but this unquoted value reads as a number: put it in quotes (set by TALOS_SECRETS_HMAC_RETIRED)");
-        check(base!(""), &[("TALOS_CREDENTIALS_ISSUER_RETIRED", "[\"https://old.example.com\"]")], |c| c.credentials.issuer_retired[0].value.clone(), "https://old.example.com");
+        check(
+            base!(""),
+            &[("TALOS_CREDENTIALS_ISSUER_RETIRED", "[\"https://old.example.com\"]")],
+            |c| c.credentials.issuer_retired[0].value.clone(),
+            "https://old.example.com",
+        );
     }
 
     /// Secrets never reach a message or `Debug`, whatever is wrong around them.
@@ -2146,12 +2622,26 @@ mod tests {
             let shown = shown.replace(&format!("current.{SECRET}"), "");
             assert!(!shown.contains(&SECRET[..20]), "{yaml}\n{shown}");
         }
-        let env_secret = [("TALOS_SECRETS_HMAC_CURRENT", SECRET), ("TALOS_SECRETS_HMAC_RETIRED", "[\"0123456789012345678901234567890123\"]"), ("TALOS_DB_DSN", "postgres://u:0123456789012345678901234567890123@h/d")];
+        let env_secret = [
+            ("TALOS_SECRETS_HMAC_CURRENT", SECRET),
+            ("TALOS_SECRETS_HMAC_RETIRED", "[\"0123456789012345678901234567890123\"]"),
+            ("TALOS_DB_DSN", "postgres://u:0123456789012345678901234567890123@h/d"),
+        ];
         let (config, warnings) = Config::from_yaml_str(issuer!(), &env(&env_secret)).expect("loads");
         let shown = format!("{config:?}\n{warnings:?}");
         assert!(!shown.contains(&SECRET[..20]), "{shown}");
-        let with_urls = concat!(base!("credentials: {derived_tokens: {jwt: {signing_keys: {urls: [\"base64://c2VjcmV0LWp3aw==\"]}}}}"));
-        let shown = format!("{:?}", Config::from_yaml_str(&with_urls.replace("credentials: {issuer: \"https://api.example.com\"}\n", ""), &env(&[("TALOS_CREDENTIALS_ISSUER", "x")])).expect("loads").0);
+        let with_urls = concat!(base!(
+            "credentials: {derived_tokens: {jwt: {signing_keys: {urls: [\"base64://c2VjcmV0LWp3aw==\"]}}}}"
+        ));
+        let shown = format!(
+            "{:?}",
+            Config::from_yaml_str(
+                &with_urls.replace("credentials: {issuer: \"https://api.example.com\"}\n", ""),
+                &env(&[("TALOS_CREDENTIALS_ISSUER", "x")])
+            )
+            .expect("loads")
+            .0
+        );
         assert!(!shown.contains("c2VjcmV0LWp3aw"), "{shown}");
     }
 
@@ -2187,7 +2677,17 @@ cache:
   type: "memory"
   ttl: "5m"
 "#;
-        const PLANE: Probe = |c| format!("{}:{} {} {} {} {:?}", c.serve.http.host, c.serve.http.port, c.credentials.issuer, c.secrets.hmac.current.expose(), c.secrets.pagination.as_ref().map_or("", |p| p.current.expose()), c.cache);
+        const PLANE: Probe = |c| {
+            format!(
+                "{}:{} {} {} {} {:?}",
+                c.serve.http.host,
+                c.serve.http.port,
+                c.credentials.issuer,
+                c.secrets.hmac.current.expose(),
+                c.secrets.pagination.as_ref().map_or("", |p| p.current.expose()),
+                c.cache
+            )
+        };
         check(admin, &[], PLANE, "10.0.0.1:4420 https://api.example.com use-the-same-hmac-secret-on-both-planes-or-verify-fails-64chars use-the-same-pagination-secret-on-both-planes--64chars Cache { kind: \"noop\", enabled: false, ttl: 300s }");
         check(data, &[], PLANE, "0.0.0.0:4420 https://api.example.com use-the-same-hmac-secret-on-both-planes-or-verify-fails-64chars use-the-same-pagination-secret-on-both-planes--64chars Cache { kind: \"memory\", enabled: false, ttl: 300s }");
     }
@@ -2205,7 +2705,14 @@ cache:
     fn load_reports_unreadable_files() {
         let err = Config::load(Some(Path::new("/nonexistent/talos.yaml")), &Vec::new()).expect_err("no such file");
         assert!(err.to_string().starts_with("cannot read config file /nonexistent/talos.yaml: "), "{err}");
-        let (config, _) = Config::load(None, &env(&[("TALOS_CREDENTIALS_ISSUER", "x"), ("TALOS_SECRETS_HMAC_CURRENT", "0123456789abcdef0123456789abcdef")])).expect("environment alone suffices");
+        let (config, _) = Config::load(
+            None,
+            &env(&[
+                ("TALOS_CREDENTIALS_ISSUER", "x"),
+                ("TALOS_SECRETS_HMAC_CURRENT", "0123456789abcdef0123456789abcdef"),
+            ]),
+        )
+        .expect("environment alone suffices");
         assert_eq!(config.credentials.issuer, "x");
     }
 
@@ -2316,8 +2823,13 @@ multitenancy:
         // Every key of the table appears above.
         for spec in KEYS {
             let leaf = spec.path.rsplit('.').next().expect("split yields one item");
-            let legacy = ["secrets.default.current", "secrets.default.retired", "credentials.derived_tokens.jwt.jwks.urls"];
-            assert!(legacy.contains(&spec.path) || yaml.contains(&format!("{leaf}:")), "{} missing from the test document", spec.path);
+            let legacy =
+                ["secrets.default.current", "secrets.default.retired", "credentials.derived_tokens.jwt.jwks.urls"];
+            assert!(
+                legacy.contains(&spec.path) || yaml.contains(&format!("{leaf}:")),
+                "{} missing from the test document",
+                spec.path
+            );
         }
     }
 

@@ -85,18 +85,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
         }
 
         // The unit: everything up to the next digit or '.'.
-        let unit_len = after_number
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after_number.len());
+        let unit_len = after_number.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after_number.len());
         let (unit, after_unit) = after_number.split_at(unit_len);
         if unit.is_empty() {
             return Err(DurationError::MissingUnit(s.to_owned()));
         }
         let Some(&(_, per_unit)) = UNITS.iter().find(|(name, _)| *name == unit) else {
-            return Err(DurationError::UnknownUnit {
-                unit: unit.to_owned(),
-                input: s.to_owned(),
-            });
+            return Err(DurationError::UnknownUnit { unit: unit.to_owned(), input: s.to_owned() });
         };
 
         let out_of_range = || DurationError::OutOfRange(s.to_owned());
@@ -197,6 +192,7 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip] // one case per line
     fn rejects_malformed_durations() {
         check("", Err("invalid duration \"\""));
         check("5", Err("missing unit in duration \"5\""));
@@ -207,14 +203,20 @@ mod tests {
         check("+", Err("invalid duration \"+\""));
         check("s", Err("invalid duration \"s\""));
         check(".s", Err("invalid duration \".s\""));
-        check("1h-5m", Err("unknown unit \"h-\" in duration \"1h-5m\" (valid units: ns, us, ms, s, m, h, d, w, mo, y)"));
+        check(
+            "1h-5m",
+            Err("unknown unit \"h-\" in duration \"1h-5m\" (valid units: ns, us, ms, s, m, h, d, w, mo, y)"),
+        );
         check("5x", Err("unknown unit \"x\" in duration \"5x\" (valid units: ns, us, ms, s, m, h, d, w, mo, y)"));
         check("5 m", Err("unknown unit \" m\" in duration \"5 m\" (valid units: ns, us, ms, s, m, h, d, w, mo, y)"));
         check("5M", Err("unknown unit \"M\" in duration \"5M\" (valid units: ns, us, ms, s, m, h, d, w, mo, y)"));
         check("5sec", Err("unknown unit \"sec\" in duration \"5sec\" (valid units: ns, us, ms, s, m, h, d, w, mo, y)"));
         check("2562047h47m16.854775808s", Err("duration \"2562047h47m16.854775808s\" is out of range"));
         check("300000y", Err("duration \"300000y\" is out of range"));
-        check("99999999999999999999999999999999999999999h", Err("duration \"99999999999999999999999999999999999999999h\" is out of range"));
+        check(
+            "99999999999999999999999999999999999999999h",
+            Err("duration \"99999999999999999999999999999999999999999h\" is out of range"),
+        );
     }
 
     fn check_format(nanos: u64, expected: &str) {

@@ -216,8 +216,12 @@ pub struct WireU64(pub u64);
 impl<'de> Deserialize<'de> for WireU64 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match Value::deserialize(d)? {
-            Value::String(s) => s.parse().map(WireU64).map_err(|_| de::Error::custom(format!("invalid integer \"{s}\""))),
-            Value::Number(n) => n.as_u64().map(WireU64).ok_or_else(|| de::Error::custom(format!("invalid integer {n}"))),
+            Value::String(s) => {
+                s.parse().map(WireU64).map_err(|_| de::Error::custom(format!("invalid integer \"{s}\"")))
+            }
+            Value::Number(n) => {
+                n.as_u64().map(WireU64).ok_or_else(|| de::Error::custom(format!("invalid integer {n}")))
+            }
             other => Err(de::Error::custom(format!("expected an integer, got {other}"))),
         }
     }

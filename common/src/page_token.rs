@@ -56,10 +56,8 @@ impl PageTokens {
     /// `keyring` supplies the sealing key (its current secret) and opening keys; `legacy` are
     /// extra secrets (`secrets.default` / `secrets.pagination`) accepted for opening only.
     pub fn new(keyring: &Keyring, now_secs: i64, legacy: &[&[u8]]) -> Self {
-        let mut ciphers: Vec<XChaCha20Poly1305> = keyring
-            .active(now_secs)
-            .map(|k| XChaCha20Poly1305::new(&k.sign(&[KEY_LABEL]).into()))
-            .collect();
+        let mut ciphers: Vec<XChaCha20Poly1305> =
+            keyring.active(now_secs).map(|k| XChaCha20Poly1305::new(&k.sign(&[KEY_LABEL]).into())).collect();
         for secret in legacy {
             let k = crate::key::HmacKey::new(secret, None);
             ciphers.push(XChaCha20Poly1305::new(&k.sign(&[KEY_LABEL]).into()));
@@ -68,8 +66,9 @@ impl PageTokens {
     }
 
     pub fn seal(&self, kind: KeyKind, cursor: &Cursor, nid: &str) -> String {
-        let plain = serde_json::to_vec(&Sealed { c: cursor.create_time, k: cursor.key_id.clone(), n: nid.to_owned(), t: kind })
-            .expect("a cursor serialises");
+        let plain =
+            serde_json::to_vec(&Sealed { c: cursor.create_time, k: cursor.key_id.clone(), n: nid.to_owned(), t: kind })
+                .expect("a cursor serialises");
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let mut out = nonce.to_vec();
         out.extend(self.ciphers[0].encrypt(&nonce, plain.as_slice()).expect("XChaCha20-Poly1305 seals any length"));

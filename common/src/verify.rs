@@ -66,8 +66,12 @@ impl Rejection {
             Rejection::InvalidFormat => {
                 rejection_body!("VERIFICATION_ERROR_INVALID_FORMAT", "A credential is required.").as_bytes()
             }
-            Rejection::NotFound => rejection_body!("VERIFICATION_ERROR_NOT_FOUND", "The API key was not found.").as_bytes(),
-            Rejection::Revoked => rejection_body!("VERIFICATION_ERROR_REVOKED", "The API key has been revoked.").as_bytes(),
+            Rejection::NotFound => {
+                rejection_body!("VERIFICATION_ERROR_NOT_FOUND", "The API key was not found.").as_bytes()
+            }
+            Rejection::Revoked => {
+                rejection_body!("VERIFICATION_ERROR_REVOKED", "The API key has been revoked.").as_bytes()
+            }
             Rejection::Expired => rejection_body!("VERIFICATION_ERROR_EXPIRED", "The API key has expired.").as_bytes(),
             Rejection::AudienceMismatch => rejection_body!(
                 "VERIFICATION_ERROR_AUDIENCE_MISMATCH",

@@ -94,8 +94,12 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
                             break;
                         }
                         Err(e) => {
-                            let err =
-                                ApiError::new(e.status(), status_code_name(e.status()), reason(e.reason()), e.message());
+                            let err = ApiError::new(
+                                e.status(),
+                                status_code_name(e.status()),
+                                reason(e.reason()),
+                                e.message(),
+                            );
                             respond::write_error(&mut wbuf, &err, false, false, head.request_id);
                             next = Next::Close;
                             break;
@@ -246,9 +250,17 @@ async fn answer(
 
 /// Verify or batch verify from the snapshot. The body is composed first at the end of `out`,
 /// then the head is appended and the two swapped, all inside the one reused buffer.
-fn data_plane(shared: &Shared, head: &RequestHead<'_>, body: &[u8], keep_alive: bool, out: &mut Vec<u8>, route: DataPlaneRoute) {
+fn data_plane(
+    shared: &Shared,
+    head: &RequestHead<'_>,
+    body: &[u8],
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+    route: DataPlaneRoute,
+) {
     let snapshot = shared.snapshot.load();
-    let source = Source { verifier: &shared.verifier, snapshot: &snapshot, store: &*shared.store, bypass: head.cache_bypass };
+    let source =
+        Source { verifier: &shared.verifier, snapshot: &snapshot, store: &*shared.store, bypass: head.cache_bypass };
     let body_at = out.len();
     match route(&source, body, out) {
         Ok(()) => {
@@ -275,7 +287,14 @@ fn data_plane(shared: &Shared, head: &RequestHead<'_>, body: &[u8], keep_alive: 
     }
 }
 
-fn health(shared: &Shared, path: &[u8], keep_alive: bool, head_only: bool, request_id: Option<&[u8]>, out: &mut Vec<u8>) {
+fn health(
+    shared: &Shared,
+    path: &[u8],
+    keep_alive: bool,
+    head_only: bool,
+    request_id: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
     let (status, body): (u16, &[u8]) = match path {
         HEALTH_ALIVE => (200, br#"{"status":"ok"}"#),
         HEALTH_READY if shared.snapshot.age() <= shared.max_staleness => (200, br#"{"status":"ok"}"#),

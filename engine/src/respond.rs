@@ -87,7 +87,15 @@ pub fn push_request_id(out: &mut Vec<u8>, incoming: Option<&[u8]>) {
 
 /// Appends a complete JSON response.
 pub fn write(out: &mut Vec<u8>, resp: &Response<'_>, request_id: Option<&[u8]>) {
-    write_head(out, resp.status, resp.body.len(), resp.cache, resp.keep_alive, request_id, b"content-type: application/json\r\n");
+    write_head(
+        out,
+        resp.status,
+        resp.body.len(),
+        resp.cache,
+        resp.keep_alive,
+        request_id,
+        b"content-type: application/json\r\n",
+    );
     if !resp.head_only {
         out.extend_from_slice(resp.body);
     }

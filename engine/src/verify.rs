@@ -111,7 +111,8 @@ fn is_blank(body: &[u8]) -> bool {
 
 /// `POST /v2alpha1/admin/apiKeys:verify`.
 pub fn verify(source: &Source<'_>, body: &[u8], out: &mut Vec<u8>) -> Result<(), ApiError> {
-    let request: VerifyBody<'_> = if is_blank(body) { VerifyBody::default() } else { serde_json::from_slice(body).map_err(bad_body)? };
+    let request: VerifyBody<'_> =
+        if is_blank(body) { VerifyBody::default() } else { serde_json::from_slice(body).map_err(bad_body)? };
     let credential = request.credential.as_deref().unwrap_or("");
     let expects_audience = request.expected_audiences.is_some_and(|a| a.0 > 0);
     source.answer(credential, expects_audience, clock::now(), out)

@@ -212,7 +212,10 @@ pub fn raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
 
 /// Parses one response; panics on anything malformed.
 pub fn parse_response(bytes: &[u8]) -> Resp {
-    parse_responses(bytes).into_iter().next().unwrap_or_else(|| panic!("no response in {:?}", String::from_utf8_lossy(bytes)))
+    parse_responses(bytes)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no response in {:?}", String::from_utf8_lossy(bytes)))
 }
 
 /// Parses every response in `bytes` (pipelining), framed by Content-Length.

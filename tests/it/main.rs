@@ -2,4 +2,5 @@
 
 mod harness;
 mod planes;
+mod sdk;
 mod walkthrough;

@@ -19,7 +19,10 @@ fn check_plane_serves_only_the_data_plane() {
     let admin = Server::start_with(&config_path, &yaml, &["admin"]);
     let (key_id, secret) = admin.issue(&json!({"name": "edge"}));
     let (revoked_id, revoked) = admin.issue(&json!({}));
-    let resp = admin.post(&format!("/v2alpha1/admin/issuedApiKeys/{revoked_id}:revoke"), &json!({"reason": "REVOCATION_REASON_SUPERSEDED"}));
+    let resp = admin.post(
+        &format!("/v2alpha1/admin/issuedApiKeys/{revoked_id}:revoke"),
+        &json!({"reason": "REVOCATION_REASON_SUPERSEDED"}),
+    );
     assert_eq!(resp.status, 204);
     // The admin plane verifies too, reading the store.
     let admin_answer = admin.post("/v2alpha1/admin/apiKeys:verify", &json!({"credential": secret}));
@@ -53,7 +56,9 @@ fn bad_config_lists_every_problem() {
     let out = Command::new(binary()).args(["serve", "--config"]).arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    for key in ["serve.http.port", "serve.bogus", "credentials.issuer", "credentials.clock_skew", "secrets.hmac.current"] {
+    for key in
+        ["serve.http.port", "serve.bogus", "credentials.issuer", "credentials.clock_skew", "secrets.hmac.current"]
+    {
         assert!(err.contains(key), "{key} not named in:\n{err}");
     }
     assert!(!err.contains("short"), "the secret value leaked:\n{err}");

@@ -49,7 +49,8 @@ fn issue_get_list_verify_revoke() {
     assert_eq!(ids1, [json!(third), json!(second)]);
     let token = page1["next_page_token"].as_str().unwrap();
     assert!(!token.is_empty());
-    let page2 = server.get(&format!("/v2alpha1/admin/issuedApiKeys?page_size=2&filter={filter}&page_token={token}")).json();
+    let page2 =
+        server.get(&format!("/v2alpha1/admin/issuedApiKeys?page_size=2&filter={filter}&page_token={token}")).json();
     let ids2: Vec<_> = page2["issued_api_keys"].as_array().unwrap().iter().map(|k| k["key_id"].clone()).collect();
     assert_eq!(ids2, [json!(key_id)]);
     assert_eq!(page2["next_page_token"], "");
@@ -87,15 +88,23 @@ fn issue_get_list_verify_revoke() {
     assert_eq!(revoke.status, 204, "{}", revoke.text);
     assert!(revoke.text.is_empty());
     let v = server.verify(&secret);
-    assert_eq!(v, json!({"is_valid": false, "error_code": "VERIFICATION_ERROR_REVOKED", "error_message": "The API key has been revoked."}));
+    assert_eq!(
+        v,
+        json!({"is_valid": false, "error_code": "VERIFICATION_ERROR_REVOKED", "error_message": "The API key has been revoked."})
+    );
     let got = server.get(&format!("/v2alpha1/admin/issuedApiKeys/{key_id}")).json();
     assert_eq!(got["status"], "KEY_STATUS_REVOKED");
     assert_eq!(got["revocation_reason"], "REVOCATION_REASON_KEY_COMPROMISE");
     server
-        .post(&format!("/v2alpha1/admin/issuedApiKeys/{key_id}:revoke"), &json!({"reason": "REVOCATION_REASON_KEY_COMPROMISE"}))
+        .post(
+            &format!("/v2alpha1/admin/issuedApiKeys/{key_id}:revoke"),
+            &json!({"reason": "REVOCATION_REASON_KEY_COMPROMISE"}),
+        )
         .assert_error(409, "CONFLICT");
     // The other keys are unaffected.
-    let listed = server.get(&format!("/v2alpha1/admin/issuedApiKeys?filter={filter}%20AND%20status%3DKEY_STATUS_REVOKED")).json();
+    let listed = server
+        .get(&format!("/v2alpha1/admin/issuedApiKeys?filter={filter}%20AND%20status%3DKEY_STATUS_REVOKED"))
+        .json();
     assert_eq!(listed["issued_api_keys"].as_array().unwrap().len(), 1);
 }
 
@@ -113,7 +122,13 @@ fn cache_control_no_cache_reads_the_store() {
     assert_eq!(resp.header("ory-talos-cache"), Some("SKIP"));
     let snapshot_answer = server.post("/v2alpha1/admin/apiKeys:verify", &json!({"credential": secret}));
     assert_eq!(resp.text, snapshot_answer.text, "store and snapshot answers must be byte-identical");
-    let pragma = request(server.addr, "POST", "/v2alpha1/admin/apiKeys:batchVerify", &[("pragma", "no-cache")], &json!({"requests": [{"credential": secret}]}).to_string());
+    let pragma = request(
+        server.addr,
+        "POST",
+        "/v2alpha1/admin/apiKeys:batchVerify",
+        &[("pragma", "no-cache")],
+        &json!({"requests": [{"credential": secret}]}).to_string(),
+    );
     assert_eq!(pragma.header("ory-talos-cache"), Some("SKIP"));
     assert_eq!(pragma.json()["results"][0]["is_valid"], true);
 }
@@ -127,7 +142,9 @@ fn idempotent_issue_by_request_id() {
     assert_eq!(replay.status, 201);
     assert_eq!(replay.json()["issued_api_key"]["key_id"], first.json()["issued_api_key"]["key_id"]);
     assert!(replay.json().get("secret").is_none());
-    server.post("/v2alpha1/admin/issuedApiKeys", &json!({"request_id": "x".repeat(37)})).assert_error(400, "BAD_REQUEST");
+    server
+        .post("/v2alpha1/admin/issuedApiKeys", &json!({"request_id": "x".repeat(37)}))
+        .assert_error(400, "BAD_REQUEST");
 }
 
 #[test]
@@ -164,7 +181,9 @@ fn keys_that_do_not_verify() {
     let v = server.verify("");
     assert_eq!(v["error_code"], "VERIFICATION_ERROR_INVALID_FORMAT");
     // Expected audiences: API keys carry none.
-    let v = server.post("/v2alpha1/admin/apiKeys:verify", &json!({"credential": secret, "expected_audiences": ["api"]})).json();
+    let v = server
+        .post("/v2alpha1/admin/apiKeys:verify", &json!({"credential": secret, "expected_audiences": ["api"]}))
+        .json();
     assert_eq!(v["error_code"], "VERIFICATION_ERROR_AUDIENCE_MISMATCH");
     // The real key still verifies.
     assert_eq!(server.verify(&secret)["is_valid"], true);
@@ -200,18 +219,28 @@ fn bad_input_gets_the_envelope() {
     let post = |path: &str, body: &str| request(addr, "POST", path, &[("content-type", "application/json")], body);
     post("/v2alpha1/admin/issuedApiKeys", "{not json").assert_error(400, "BAD_REQUEST");
     post("/v2alpha1/admin/issuedApiKeys", r#"{"name": 5}"#).assert_error(400, "BAD_REQUEST");
-    post("/v2alpha1/admin/issuedApiKeys", r#"{"visibility": "KEY_VISIBILITY_PUBLIC"}"#).assert_error(400, "BAD_REQUEST");
-    post("/v2alpha1/admin/issuedApiKeys", r#"{"ip_restriction": {"allowed_cidrs": ["300.0.0.0/8"]}}"#).assert_error(400, "BAD_REQUEST");
-    post("/v2alpha1/admin/issuedApiKeys", &json!({"metadata": {"big": "x".repeat(70_000)}}).to_string()).assert_error(400, "BAD_REQUEST");
-    post("/v2alpha1/admin/issuedApiKeys", &json!({"scopes": vec!["s"; 101]}).to_string()).assert_error(400, "BAD_REQUEST");
+    post("/v2alpha1/admin/issuedApiKeys", r#"{"visibility": "KEY_VISIBILITY_PUBLIC"}"#)
+        .assert_error(400, "BAD_REQUEST");
+    post("/v2alpha1/admin/issuedApiKeys", r#"{"ip_restriction": {"allowed_cidrs": ["300.0.0.0/8"]}}"#)
+        .assert_error(400, "BAD_REQUEST");
+    post("/v2alpha1/admin/issuedApiKeys", &json!({"metadata": {"big": "x".repeat(70_000)}}).to_string())
+        .assert_error(400, "BAD_REQUEST");
+    post("/v2alpha1/admin/issuedApiKeys", &json!({"scopes": vec!["s"; 101]}).to_string())
+        .assert_error(400, "BAD_REQUEST");
     post("/v2alpha1/admin/apiKeys:verify", "[1,2]").assert_error(400, "BAD_REQUEST");
     post("/v2alpha1/admin/apiKeys:verify", r#"{"credential": 7}"#).assert_error(400, "BAD_REQUEST");
-    post("/v2alpha1/admin/apiKeys:verify", &json!({"credential": "k".repeat(8193)}).to_string()).assert_error(400, "BAD_REQUEST");
+    post("/v2alpha1/admin/apiKeys:verify", &json!({"credential": "k".repeat(8193)}).to_string())
+        .assert_error(400, "BAD_REQUEST");
     let too_many: Vec<_> = (0..101).map(|_| json!({"credential": "x"})).collect();
-    post("/v2alpha1/admin/apiKeys:batchVerify", &json!({"requests": too_many}).to_string()).assert_error(400, "BAD_REQUEST");
-    post("/v2alpha1/admin/apiKeys:batchVerify", r#"{"requests": [{"credential": "x"}, 5]}"#).assert_error(400, "BAD_REQUEST");
-    post("/v2alpha1/admin/issuedApiKeys/00000000-0000-4000-8000-000000000000:revoke", r#"{"reason": "REVOCATION_REASON_KEY_COMPROMISE"}"#)
-        .assert_error(404, "API_KEY_NOT_FOUND");
+    post("/v2alpha1/admin/apiKeys:batchVerify", &json!({"requests": too_many}).to_string())
+        .assert_error(400, "BAD_REQUEST");
+    post("/v2alpha1/admin/apiKeys:batchVerify", r#"{"requests": [{"credential": "x"}, 5]}"#)
+        .assert_error(400, "BAD_REQUEST");
+    post(
+        "/v2alpha1/admin/issuedApiKeys/00000000-0000-4000-8000-000000000000:revoke",
+        r#"{"reason": "REVOCATION_REASON_KEY_COMPROMISE"}"#,
+    )
+    .assert_error(404, "API_KEY_NOT_FOUND");
     post("/v2alpha1/admin/issuedApiKeys/x:revoke", r#"{"reason": 1}"#).assert_error(404, "API_KEY_NOT_FOUND");
     server.get("/v2alpha1/admin/issuedApiKeys/not-a-key").assert_error(404, "API_KEY_NOT_FOUND");
     server.get("/v2alpha1/admin/issuedApiKeys?page_token=garbage").assert_error(400, "BAD_REQUEST");
@@ -227,8 +256,11 @@ fn bad_input_gets_the_envelope() {
     post("/v2alpha1/admin/issuedApiKeys", &big).assert_error(413, "PAYLOAD_TOO_LARGE");
 
     // A framing error closes the connection: the request after it is never answered.
-    let out = raw(addr, b"POST /v2alpha1/admin/apiKeys:verify HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab\
-GET /health/alive HTTP/1.1\r\nhost: x\r\n\r\n");
+    let out = raw(
+        addr,
+        b"POST /v2alpha1/admin/apiKeys:verify HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab\
+GET /health/alive HTTP/1.1\r\nhost: x\r\n\r\n",
+    );
     let responses = parse_responses(&out);
     assert_eq!(responses.len(), 1);
     responses[0].assert_error(400, "BAD_REQUEST");
@@ -244,7 +276,10 @@ fn keep_alive_and_pipelining() {
     let server = Server::start();
     let (_, secret) = server.issue(&json!({}));
     let body = json!({"credential": secret}).to_string();
-    let one = format!("POST /v2alpha1/admin/apiKeys:verify HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+    let one = format!(
+        "POST /v2alpha1/admin/apiKeys:verify HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
     // Three pipelined verifies, an admin request handed to the admin plane, then a last one
     // that closes.
     let mut bytes = one.repeat(3);
@@ -299,7 +334,8 @@ fn secrets_never_reach_the_log() {
     let (_, secret) = server.issue(&json!({"name": "logged?"}));
     server.verify(&secret);
     server.verify(&format!("{secret}x"));
-    request(server.addr, "POST", "/v2alpha1/admin/issuedApiKeys", &[], &format!("{{\"name\": \"{secret}\"")).assert_error(400, "BAD_REQUEST");
+    request(server.addr, "POST", "/v2alpha1/admin/issuedApiKeys", &[], &format!("{{\"name\": \"{secret}\""))
+        .assert_error(400, "BAD_REQUEST");
     let log = server.log();
     assert!(log.contains("request"), "the admin plane logs requests: {log}");
     let (_, checksum) = secret.rsplit_once('_').unwrap();

@@ -342,3 +342,56 @@ fn secrets_never_reach_the_log() {
     assert!(!log.contains(checksum), "a key leaked into the log");
     assert!(!log.contains(SECRET), "the HMAC secret leaked into the log");
 }
+
+#[test]
+fn request_ids_are_echoed_or_made() {
+    let server = Server::start();
+    for path in ["/v2alpha1/admin/apiKeys:verify", "/v2alpha1/admin/issuedApiKeys"] {
+        let resp = request(server.addr, "POST", path, &[("x-request-id", "trace-123")], "{}");
+        assert_eq!(resp.header("x-request-id"), Some("trace-123"), "{path}");
+        let long = "r".repeat(129);
+        let resp = request(server.addr, "POST", path, &[("x-request-id", &long)], "{}");
+        let made = resp.header("x-request-id").unwrap();
+        assert!(uuid::Uuid::parse_str(made).is_ok(), "{path}: {made}");
+    }
+}
+
+#[test]
+fn public_keys_and_quota() {
+    let dir = TempDir::new();
+    let extra = "quota:\n  api_keys_max: 2\n";
+    let yaml = config("memory", &secrets(SECRET), extra)
+        .replace("    default_ttl: 720h\n", "    default_ttl: 720h\n    prefix:\n      public_current: pk_test\n");
+    let server = Server::start_with(&dir.path("talos.yaml"), &yaml, &[]);
+    let resp = server.post("/v2alpha1/admin/issuedApiKeys", &json!({"visibility": "KEY_VISIBILITY_PUBLIC"}));
+    assert_eq!(resp.status, 201, "{}", resp.text);
+    let secret = resp.json()["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("pk_test_v1_"));
+    let v = server.verify(&secret);
+    assert_eq!(v["visibility"], "KEY_VISIBILITY_PUBLIC");
+    let (key_id, _) = server.issue(&json!({}));
+    let over = server.post("/v2alpha1/admin/issuedApiKeys", &json!({}));
+    over.assert_error(429, "API_KEY_QUOTA_EXCEEDED");
+    let details = &over.json()["error"]["details"][0]["metadata"];
+    assert_eq!(details["limit"], "2");
+    assert_eq!(details["current_usage"], "2");
+    // Revoked keys do not count against the quota.
+    let resp = server.post(&format!("/v2alpha1/admin/issuedApiKeys/{key_id}:revoke"), &json!({"reason": 1}));
+    assert_eq!(resp.status, 204);
+    assert_eq!(server.post("/v2alpha1/admin/issuedApiKeys", &json!({})).status, 201);
+}
+
+#[test]
+fn page_size_defaults_and_clamps() {
+    let server = Server::start();
+    for _ in 0..3 {
+        server.issue(&json!({"actor_id": "pager"}));
+    }
+    let all = |q: &str| {
+        server.get(&format!("/v2alpha1/admin/issuedApiKeys?{q}")).json()["issued_api_keys"].as_array().unwrap().len()
+    };
+    assert_eq!(all("page_size=0"), 3);
+    assert_eq!(all("page_size=-4"), 3);
+    assert_eq!(all("page_size=100000"), 3);
+    assert_eq!(all("page_size=1"), 1);
+}

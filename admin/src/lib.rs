@@ -20,6 +20,7 @@ use bytes::Bytes;
 use common::clock;
 use common::config::Config;
 use common::error::ApiError;
+use common::model::KeyKind;
 use common::page_token::PageTokens;
 use common::snapshot::SnapshotCell;
 use common::store::{Store, StoreError};
@@ -159,14 +160,40 @@ impl AdminService {
             }
             ["v2alpha1", "admin", "issuedApiKeys"] => match method {
                 Method::POST => keys::issue(state, &req).await,
-                Method::GET => keys::list(state, &req).await,
+                Method::GET => keys::list(state, KeyKind::Issued, &req).await,
                 _ => Err(ApiError::method_not_allowed()),
             },
-            ["v2alpha1", "admin", "issuedApiKeys", id] => match id.split_once(':') {
-                None => only(&method, &[Method::GET], || keys::get(state, id)).await,
-                Some((id, "revoke")) => only(&method, &[Method::POST], || keys::revoke(state, id, &req)).await,
-                Some(_) => Err(ApiError::route_not_found()),
+            ["v2alpha1", "admin", "importedApiKeys"] => match method {
+                Method::POST => keys::import(state, &req).await,
+                Method::GET => keys::list(state, KeyKind::Imported, &req).await,
+                _ => Err(ApiError::method_not_allowed()),
             },
+            ["v2alpha1", "admin", "importedApiKeys:batchCreate"] => {
+                only(&method, &[Method::POST], || keys::batch_import(state, &req)).await
+            }
+            ["v2alpha1", "admin", collection @ ("issuedApiKeys" | "importedApiKeys"), id] => {
+                let kind = if *collection == "issuedApiKeys" { KeyKind::Issued } else { KeyKind::Imported };
+                match (id.split_once(':'), kind) {
+                    (None, KeyKind::Issued) => match method {
+                        Method::GET => keys::get(state, kind, id).await,
+                        Method::PATCH => keys::update(state, kind, id, &req).await,
+                        _ => Err(ApiError::method_not_allowed()),
+                    },
+                    (None, KeyKind::Imported) => match method {
+                        Method::GET => keys::get(state, kind, id).await,
+                        Method::PATCH => keys::update(state, kind, id, &req).await,
+                        Method::DELETE => keys::delete(state, kind, id).await,
+                        _ => Err(ApiError::method_not_allowed()),
+                    },
+                    (Some((id, "revoke")), _) => {
+                        only(&method, &[Method::POST], || keys::revoke(state, kind, id, &req)).await
+                    }
+                    (Some((id, "rotate")), KeyKind::Issued) => {
+                        only(&method, &[Method::POST], || keys::rotate(state, id, &req)).await
+                    }
+                    _ => Err(ApiError::route_not_found()),
+                }
+            }
             ["v2alpha1", "admin", "apiKeys:verify"] => {
                 only(&method, &[Method::POST], || verify::verify(state, &req)).await
             }

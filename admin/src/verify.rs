@@ -10,12 +10,19 @@ use common::verify::{self, LookupId, Rejection, VerifyEntry, MAX_BATCH_VERIFY, M
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, StatusCode};
 
-use crate::{parse_body, respond, store_error, AdminState, Handled};
+use std::net::IpAddr;
+
+use crate::{parse_body, respond, store_error, AdminState, Handled, PeerAddr};
 
 /// `Ory-Talos-Cache`: the admin plane always reads the store.
 const CACHE_SKIP: (&str, &str) = ("ory-talos-cache", "SKIP");
 
-async fn verify_one(state: &AdminState, item: Option<VerifyRequest>) -> Result<Vec<u8>, ApiError> {
+/// One `VerifyApiKeyResponse` body, and the header lines that go with a valid answer.
+async fn verify_one(
+    state: &AdminState,
+    item: Option<VerifyRequest>,
+    client_ip: Option<IpAddr>,
+) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
     let item = item.unwrap_or_default();
     let credential = item.credential.unwrap_or_default();
     if credential.len() > MAX_CREDENTIAL_LEN {
@@ -25,14 +32,20 @@ async fn verify_one(state: &AdminState, item: Option<VerifyRequest>) -> Result<V
     let now = clock::now();
     let id = match state.verifier.precheck(&credential, now) {
         Ok(id) => id,
-        Err(rejection) => return Ok(rejection.body().to_vec()),
+        Err(rejection) => return Ok((rejection.body().to_vec(), Vec::new())),
     };
     let entry = lookup(state, id).await?;
-    Ok(match verify::judge(entry.as_ref(), now) {
-        Ok(_) if expects_audience => Rejection::AudienceMismatch.body().to_vec(),
-        Ok(body) => body.to_vec(),
-        Err(rejection) => rejection.body().to_vec(),
+    Ok(match verify::judge(entry.as_ref(), now, client_ip) {
+        Ok(_) if expects_audience => (Rejection::AudienceMismatch.body().to_vec(), Vec::new()),
+        Ok(entry) => (entry.valid_body.to_vec(), entry.valid_headers.to_vec()),
+        Err(rejection) => (rejection.body().to_vec(), Vec::new()),
     })
+}
+
+/// The client address per `serve.http.client_ip_source`.
+fn client_ip(state: &AdminState, req: &Request<Bytes>) -> Option<IpAddr> {
+    let peer = req.extensions().get::<PeerAddr>()?.0.ip();
+    verify::client_ip(state.verifier.client_ip_source, peer, |name| req.headers().get(name).map(|v| v.as_bytes()))
 }
 
 async fn lookup(state: &AdminState, id: LookupId) -> Result<Option<VerifyEntry>, ApiError> {
@@ -48,8 +61,20 @@ fn with_cache_header(mut resp: http::Response<Bytes>) -> http::Response<Bytes> {
 
 pub async fn verify(state: &AdminState, req: &Request<Bytes>) -> Handled {
     let body: VerifyRequest = parse_body(req)?;
-    let answer = verify_one(state, Some(body)).await?;
-    Ok(with_cache_header(respond::raw_json(StatusCode::OK, answer)))
+    let (answer, headers) = verify_one(state, Some(body), client_ip(state, req)).await?;
+    let mut resp = with_cache_header(respond::raw_json(StatusCode::OK, answer));
+    // Pre-rendered `name: value\r\n` lines from the key's entry.
+    for line in headers.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            if let (Ok(name), Ok(value)) =
+                (HeaderName::from_bytes(&line[..colon]), HeaderValue::from_bytes(line[colon + 1..].trim_ascii()))
+            {
+                resp.headers_mut().insert(name, value);
+            }
+        }
+    }
+    Ok(resp)
 }
 
 pub async fn batch_verify(state: &AdminState, req: &Request<Bytes>) -> Handled {
@@ -58,12 +83,13 @@ pub async fn batch_verify(state: &AdminState, req: &Request<Bytes>) -> Handled {
     if items.len() > MAX_BATCH_VERIFY {
         return Err(ApiError::bad_request(format!("requests must have at most {MAX_BATCH_VERIFY} items")));
     }
+    let client_ip = client_ip(state, req);
     let mut out = verify::BATCH_OPEN.to_vec();
     for (i, item) in items.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        out.extend(verify_one(state, item).await?);
+        out.extend(verify_one(state, item, client_ip).await?.0);
     }
     out.extend_from_slice(verify::BATCH_CLOSE);
     Ok(with_cache_header(respond::raw_json(StatusCode::OK, out)))

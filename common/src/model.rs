@@ -139,11 +139,40 @@ pub struct KeyRecord {
     pub revocation_reason: RevocationReason,
     #[serde(default)]
     pub revocation_description: String,
+    /// When a revocation takes effect; later than the revoke only for a rotation with a grace
+    /// period. `None` with status REVOKED: effective since the revoke.
+    #[serde(default)]
+    pub revocation_effective_time: Option<Nanos>,
     #[serde(default)]
     pub request_id: Option<String>,
 }
 
 impl KeyRecord {
+    /// A record with every field empty, to build from with `..KeyRecord::empty(kind)`.
+    pub fn empty(kind: KeyKind) -> Self {
+        KeyRecord {
+            kind,
+            key_id: String::new(),
+            name: String::new(),
+            actor_id: String::new(),
+            scopes: Vec::new(),
+            metadata: Map::new(),
+            status: KeyStatus::Active,
+            visibility: Visibility::Secret,
+            token_prefix: String::new(),
+            create_time: 0,
+            update_time: 0,
+            expire_time: 0,
+            last_used_time: None,
+            rate_limit_policy: None,
+            allowed_cidrs: Vec::new(),
+            revocation_reason: RevocationReason::Unspecified,
+            revocation_description: String::new(),
+            revocation_effective_time: None,
+            request_id: None,
+        }
+    }
+
     /// The status a client sees at `now`: stored REVOKED wins, then a passed expiry reads EXPIRED.
     pub fn status_at(&self, now: Nanos) -> KeyStatus {
         match self.status {
@@ -252,6 +281,33 @@ pub struct IssueRequest {
     pub ip_restriction: Option<IpRestrictionIn>,
     pub visibility: Option<Visibility>,
     pub request_id: Option<String>,
+}
+
+/// `ImportApiKeyRequest`: an issue request plus the raw key.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ImportRequest {
+    pub raw_key: Option<String>,
+    #[serde(flatten)]
+    pub fields: IssueRequest,
+}
+
+/// `BatchCreateImportedApiKeysRequest`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct BatchImportRequest {
+    pub requests: Option<Vec<Option<ImportRequest>>>,
+}
+
+/// `AdminRotateIssuedApiKeyBody`, plus talos's `grace_period` extension.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RotateRequest {
+    pub name: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub metadata: Option<Map<String, Value>>,
+    pub rate_limit_policy: Option<RateLimitPolicyIn>,
+    pub ip_restriction: Option<IpRestrictionIn>,
+    pub visibility: Option<Visibility>,
+    /// How long the old key keeps verifying (never past its own expiry).
+    pub grace_period: Option<WireDuration>,
 }
 
 /// `AdminRevokeIssuedApiKeyBody` / `AdminRevokeImportedApiKeyBody`.

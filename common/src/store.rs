@@ -89,13 +89,21 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, kind: KeyKind, key_id: &str) -> Result<Option<KeyRecord>, StoreError>;
 
     /// Reads the record, lets `change` edit or refuse it, and writes it back, in one
-    /// transaction. Returns the stored record and the revision of the write.
+    /// transaction. `change` may return a new record of the same kind to insert in that same
+    /// transaction (rotation). Returns the stored record and the revision of the write.
     fn modify(
         &self,
         kind: KeyKind,
         key_id: &str,
-        change: &mut dyn FnMut(&mut KeyRecord) -> Result<(), ApiError>,
+        change: &mut dyn FnMut(&mut KeyRecord) -> Result<Option<KeyRecord>, ApiError>,
     ) -> Result<(KeyRecord, u64), StoreError>;
+
+    /// Inserts every record whose key id is new, in one transaction; returns, per record,
+    /// whether it was inserted (false: the key id already existed), and the revision.
+    fn insert_batch(&self, records: &[KeyRecord]) -> Result<(Vec<bool>, u64), StoreError>;
+
+    /// Deletes a record for good. Returns the revision of the write.
+    fn delete(&self, kind: KeyKind, key_id: &str) -> Result<u64, StoreError>;
 
     /// Records in listing order after `query.after`, filtered, at most `query.limit`.
     fn list(&self, kind: KeyKind, query: &ListQuery) -> Result<Vec<KeyRecord>, StoreError>;
@@ -143,6 +151,7 @@ pub(crate) mod tests {
             allowed_cidrs: vec![],
             revocation_reason: RevocationReason::Unspecified,
             revocation_description: String::new(),
+            revocation_effective_time: None,
             request_id: None,
         }
     }
@@ -212,13 +221,13 @@ pub(crate) mod tests {
         assert!(matches!(refused, Err(StoreError::Refused(_))));
         assert_eq!(store.revision().unwrap(), rev_before);
         assert!(matches!(
-            store.modify(KeyKind::Issued, "00000000-0000-4000-8000-000000000999", &mut |_| Ok(())),
+            store.modify(KeyKind::Issued, "00000000-0000-4000-8000-000000000999", &mut |_| Ok(None)),
             Err(StoreError::NotFound)
         ));
         let (revoked, rev) = store
             .modify(KeyKind::Issued, &a.key_id, &mut |r| {
                 r.status = KeyStatus::Revoked;
-                Ok(())
+                Ok(None)
             })
             .unwrap();
         assert_eq!(revoked.status, KeyStatus::Revoked);
@@ -240,9 +249,44 @@ pub(crate) mod tests {
         assert!(limited.more);
         assert_eq!(limited.changes.len(), 1);
 
+        // Rotation-style modify: the old record changes and a new one appears, atomically.
+        let d = record(KeyKind::Issued, "00000000-0000-4000-8000-00000000000d", "alice", 40);
+        let (_, rev) = store
+            .modify(KeyKind::Issued, &b.key_id, &mut |r| {
+                r.name = "superseded".into();
+                Ok(Some(d.clone()))
+            })
+            .unwrap();
+        assert_eq!(store.get(KeyKind::Issued, &d.key_id).unwrap().as_ref(), Some(&d));
+        assert_eq!(store.get(KeyKind::Issued, &b.key_id).unwrap().unwrap().name, "superseded");
+        assert_eq!(store.changes_since(rev - 1, 10).unwrap().changes.len(), 1, "one revision per transaction");
+        // A rotation whose new key id exists is refused whole.
+        let clash = store.modify(KeyKind::Issued, &b.key_id, &mut |r| {
+            r.name = "clash".into();
+            Ok(Some(a.clone()))
+        });
+        assert!(matches!(clash, Err(StoreError::Duplicate)));
+        assert_eq!(store.get(KeyKind::Issued, &b.key_id).unwrap().unwrap().name, "superseded");
+
+        // Batch insert: new ids go in, existing ones are reported, in one transaction.
+        let e = record(KeyKind::Imported, &"cd".repeat(32), "erin", 50);
+        let (inserted, _) = store.insert_batch(&[e.clone(), imported.clone()]).unwrap();
+        assert_eq!(inserted, [true, false]);
+        assert_eq!(store.get(KeyKind::Imported, &e.key_id).unwrap().as_ref(), Some(&e));
+
+        // Delete: gone from reads, listings and (as a deletion) the change log.
+        let rev = store.delete(KeyKind::Imported, &e.key_id).unwrap();
+        assert_eq!(store.get(KeyKind::Imported, &e.key_id).unwrap(), None);
+        assert!(matches!(store.delete(KeyKind::Imported, &e.key_id), Err(StoreError::NotFound)));
+        let deleted = store.changes_since(rev - 1, 10).unwrap();
+        assert_eq!(deleted.changes.len(), 1);
+        assert!(deleted.changes[0].record.is_none());
+        let imported_ids = store.list(KeyKind::Imported, &q(None, 10, None)).unwrap();
+        assert_eq!(imported_ids.len(), 1);
+
         // Cold scan in batches sees every record once.
         let first = store.scan(KeyKind::Issued, None, 2).unwrap();
         let rest = store.scan(KeyKind::Issued, Some(&first[1].key_id), 10).unwrap();
-        assert_eq!(first.len() + rest.len(), 3);
+        assert_eq!(first.len() + rest.len(), 4);
     }
 }

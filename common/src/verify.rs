@@ -9,12 +9,15 @@
 //!
 //! Both stages are allocation-free: valid answers are rendered once, when the entry is built.
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::clock::{format_rfc3339, secs, Nanos};
-use crate::config::Config;
-use crate::key::{self, Keyring, NIL_NID};
+use crate::config::{ClientIpSource, Config};
+use crate::key::{self, Keyring, ParsedKey, NIL_NID};
 use crate::model::{KeyKind, KeyRecord, KeyStatus};
 
 /// Largest credential accepted (decisions.md §5.7).
@@ -41,6 +44,8 @@ pub enum Rejection {
     Expired,
     /// `expected_audiences` was given; API keys carry no audience (decisions.md §5.12).
     AudienceMismatch,
+    /// The key has an IP allowlist and the client address is not on it (or unknown).
+    IpNotAllowed,
 }
 
 macro_rules! rejection_body {
@@ -57,6 +62,7 @@ impl Rejection {
             Rejection::Revoked => "VERIFICATION_ERROR_REVOKED",
             Rejection::Expired => "VERIFICATION_ERROR_EXPIRED",
             Rejection::AudienceMismatch => "VERIFICATION_ERROR_AUDIENCE_MISMATCH",
+            Rejection::IpNotAllowed => "VERIFICATION_ERROR_IP_NOT_ALLOWED",
         }
     }
 
@@ -78,6 +84,10 @@ impl Rejection {
                 "The credential does not carry any of the expected audiences."
             )
             .as_bytes(),
+            Rejection::IpNotAllowed => {
+                rejection_body!("VERIFICATION_ERROR_IP_NOT_ALLOWED", "The request IP is not allowed for this API key.")
+                    .as_bytes()
+            }
         }
     }
 }
@@ -110,24 +120,51 @@ impl LookupId {
 /// Everything verification needs of one key, with the valid answer pre-rendered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyEntry {
-    pub revoked: bool,
+    /// When the key stops verifying as revoked; `None` while it is not revoked. A key rotated
+    /// with a grace period is revoked at the end of the grace period.
+    pub revoked_at: Option<Nanos>,
     pub expire_time: Nanos,
+    /// Empty: any client address.
+    pub allowed_cidrs: Box<[IpNet]>,
     /// The `VerifyApiKeyResponse` body for a successful verification.
     pub valid_body: Box<[u8]>,
+    /// Header lines (`name: value\r\n`) for a successful single verify: `RateLimit-Policy`, and
+    /// `Cache-Control: no-store` for keys with an IP allowlist (talos-api.md §1.4).
+    pub valid_headers: Box<[u8]>,
 }
 
 impl VerifyEntry {
     pub fn from_record(record: &KeyRecord, issuer: &str) -> Self {
+        let revoked_at = match record.status {
+            KeyStatus::Revoked => Some(record.revocation_effective_time.unwrap_or(Nanos::MIN)),
+            _ => None,
+        };
+        // During a rotation grace period the key is valid only until the grace period ends.
+        let valid_until = revoked_at.map_or(record.expire_time, |at| at.min(record.expire_time));
+        let allowed_cidrs: Box<[IpNet]> = record.allowed_cidrs.iter().filter_map(|c| c.parse().ok()).collect();
+        let mut valid_headers = String::new();
+        if let Some(p) = record.rate_limit_policy.as_ref().filter(|p| p.quota > 0) {
+            valid_headers.push_str(&format!("ratelimit-policy: \"default\";q={};w={}", p.quota, p.window_secs));
+            if !p.unit.is_empty() && p.unit != "requests" {
+                valid_headers.push_str(&format!(";qu=\"{}\"", p.unit));
+            }
+            valid_headers.push_str("\r\n");
+        }
+        if !allowed_cidrs.is_empty() {
+            valid_headers.push_str("cache-control: no-store\r\n");
+        }
         Self {
-            revoked: record.status == KeyStatus::Revoked,
+            revoked_at,
             expire_time: record.expire_time,
-            valid_body: render_valid(record, issuer).into_boxed_slice(),
+            allowed_cidrs,
+            valid_body: render_valid(record, valid_until, issuer).into_boxed_slice(),
+            valid_headers: valid_headers.into_bytes().into_boxed_slice(),
         }
     }
 }
 
 /// The successful `VerifyApiKeyResponse` for `record`.
-fn render_valid(record: &KeyRecord, issuer: &str) -> Vec<u8> {
+fn render_valid(record: &KeyRecord, valid_until: Nanos, issuer: &str) -> Vec<u8> {
     let mut v = Map::new();
     v.insert("is_valid".into(), true.into());
     v.insert("key_id".into(), record.key_id.clone().into());
@@ -136,7 +173,7 @@ fn render_valid(record: &KeyRecord, issuer: &str) -> Vec<u8> {
     }
     v.insert("scopes".into(), record.scopes.clone().into());
     v.insert("metadata".into(), record.metadata.clone().into());
-    v.insert("expire_time".into(), format_rfc3339(record.expire_time).into());
+    v.insert("expire_time".into(), format_rfc3339(valid_until).into());
     v.insert("status".into(), KeyStatus::Active.as_str().into());
     v.insert("visibility".into(), record.visibility.as_str().into());
     v.insert("issuer".into(), issuer.into());
@@ -146,16 +183,85 @@ fn render_valid(record: &KeyRecord, issuer: &str) -> Vec<u8> {
     serde_json::to_vec(&Value::Object(v)).expect("a JSON value serialises")
 }
 
-/// Decides a looked-up key: revocation is checked before expiry (§4.8 step 6).
-pub fn judge(entry: Option<&VerifyEntry>, now: Nanos) -> Result<&[u8], Rejection> {
+/// Decides a looked-up key: revocation before expiry (§4.8 step 6), then the IP allowlist.
+pub fn judge(entry: Option<&VerifyEntry>, now: Nanos, client_ip: Option<IpAddr>) -> Result<&VerifyEntry, Rejection> {
     let entry = entry.ok_or(Rejection::NotFound)?;
-    if entry.revoked {
+    if entry.revoked_at.is_some_and(|at| at <= now) {
         return Err(Rejection::Revoked);
     }
     if entry.expire_time <= now {
         return Err(Rejection::Expired);
     }
-    Ok(&entry.valid_body)
+    if !entry.allowed_cidrs.is_empty() {
+        let allowed = client_ip.is_some_and(|ip| entry.allowed_cidrs.iter().any(|net| net.contains(&ip)));
+        if !allowed {
+            return Err(Rejection::IpNotAllowed);
+        }
+    }
+    Ok(entry)
+}
+
+/// How a presented credential is verified (talos-api.md §3.3, in this order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// A derived JWT (`eyJ….….…`).
+    Jwt,
+    /// A derived macaroon (`<macaroon prefix>_v1_…`).
+    Macaroon,
+    Issued(ParsedKey<'a>),
+    /// Anything else is looked up as an imported key.
+    Imported,
+}
+
+/// Whether `s` has the shape of a compact JWS: `eyJ` + three base64url segments.
+pub fn looks_like_jwt(s: &str) -> bool {
+    let is_b64 =
+        |seg: &str| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let mut parts = s.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(p), Some(sig), None) => h.starts_with("eyJ") && is_b64(h) && is_b64(p) && is_b64(sig),
+        _ => false,
+    }
+}
+
+/// Routes a credential; `macaroon_prefixes` are the current and retired macaroon prefixes.
+pub fn route<'a>(credential: &'a str, macaroon_prefixes: &[String]) -> Route<'a> {
+    if looks_like_jwt(credential) {
+        return Route::Jwt;
+    }
+    let is_macaroon = macaroon_prefixes.iter().any(|p| {
+        credential.len() > p.len() + 4
+            && credential.starts_with(p.as_str())
+            && credential[p.len()..].starts_with("_v1_")
+    });
+    if is_macaroon {
+        return Route::Macaroon;
+    }
+    match key::parse_issued(credential) {
+        Some(parsed) => Route::Issued(parsed),
+        None => Route::Imported,
+    }
+}
+
+/// The client address a verify is judged by (`serve.http.client_ip_source`). `header` looks up a
+/// request header's value by lower-case name. Unparsable or absent headers give `None`, which
+/// fails any IP allowlist (talos-api.md §4.8 step 8).
+pub fn client_ip<'h>(
+    source: ClientIpSource,
+    peer: IpAddr,
+    header: impl Fn(&str) -> Option<&'h [u8]>,
+) -> Option<IpAddr> {
+    let name = match source {
+        ClientIpSource::RemoteAddr => return Some(peer),
+        ClientIpSource::CfConnectingIp => "cf-connecting-ip",
+        ClientIpSource::XForwardedFor => "x-forwarded-for",
+        ClientIpSource::XRealIp => "x-real-ip",
+        ClientIpSource::TrueClientIp => "true-client-ip",
+    };
+    let value = std::str::from_utf8(header(name)?).ok()?;
+    // X-Forwarded-For lists the original client first.
+    let first = value.split(',').next()?.trim();
+    first.parse().ok()
 }
 
 /// The CPU stage of verification, configured once from [`Config`].
@@ -166,6 +272,9 @@ pub struct Verifier {
     max_ttl_secs: i64,
     skew_secs: i64,
     pub issuer: String,
+    /// Current and retired macaroon prefixes, for routing.
+    macaroon_prefixes: Vec<String>,
+    pub client_ip_source: ClientIpSource,
 }
 
 impl Verifier {
@@ -186,7 +295,16 @@ impl Verifier {
             max_ttl_secs: i64::try_from(config.credentials.api_keys.max_ttl.as_secs()).unwrap_or(i64::MAX),
             skew_secs: i64::try_from(config.credentials.clock_skew.as_secs()).unwrap_or(i64::MAX),
             issuer: config.credentials.issuer.clone(),
+            macaroon_prefixes: std::iter::once(&config.credentials.derived_tokens.macaroon_prefix)
+                .chain(&config.credentials.derived_tokens.macaroon_prefix_retired)
+                .cloned()
+                .collect(),
+            client_ip_source: config.serve.client_ip_source,
         }
+    }
+
+    pub fn route<'a>(&self, credential: &'a str) -> Route<'a> {
+        route(credential, &self.macaroon_prefixes)
     }
 
     /// Routes `credential` and runs the CPU checks; `Ok` names what to look up.
@@ -194,8 +312,11 @@ impl Verifier {
         if credential.is_empty() || credential.len() > MAX_CREDENTIAL_LEN {
             return Err(Rejection::InvalidFormat);
         }
-        let Some(parsed) = key::parse_issued(credential) else {
-            return Ok(LookupId::Imported(key::imported_key_id(NIL_NID, credential.as_bytes())));
+        let parsed = match self.route(credential) {
+            Route::Issued(parsed) => parsed,
+            Route::Imported => return Ok(LookupId::Imported(key::imported_key_id(NIL_NID, credential.as_bytes()))),
+            // Derived tokens are verified offline by `derived`, never looked up.
+            Route::Jwt | Route::Macaroon => return Err(Rejection::NotFound),
         };
         let now_secs = secs(now);
         if !key::checksum_matches(&parsed, &self.keyring, now_secs)
@@ -207,20 +328,21 @@ impl Verifier {
         Ok(LookupId::Issued(parsed.key_id))
     }
 
-    /// The complete verification with a caller-supplied lookup.
+    /// The complete verification of an API key with a caller-supplied lookup.
     pub fn verify<'e>(
         &self,
         credential: &str,
         expects_audience: bool,
         now: Nanos,
+        client_ip: Option<IpAddr>,
         lookup: impl FnOnce(LookupId) -> Option<&'e VerifyEntry>,
-    ) -> Result<&'e [u8], Rejection> {
+    ) -> Result<&'e VerifyEntry, Rejection> {
         let id = self.precheck(credential, now)?;
-        let body = judge(lookup(id), now)?;
+        let entry = judge(lookup(id), now, client_ip)?;
         if expects_audience {
             return Err(Rejection::AudienceMismatch);
         }
-        Ok(body)
+        Ok(entry)
     }
 }
 
@@ -236,6 +358,7 @@ mod tests {
             Rejection::Revoked,
             Rejection::Expired,
             Rejection::AudienceMismatch,
+            Rejection::IpNotAllowed,
         ] {
             let v: Value = serde_json::from_slice(r.body()).unwrap();
             assert_eq!(v["is_valid"], false);
@@ -243,12 +366,59 @@ mod tests {
         }
     }
 
+    fn entry(revoked_at: Option<Nanos>, expire_time: Nanos, cidrs: &[&str]) -> VerifyEntry {
+        VerifyEntry {
+            revoked_at,
+            expire_time,
+            allowed_cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
+            valid_body: Box::from(&b"ok"[..]),
+            valid_headers: Box::default(),
+        }
+    }
+
     #[test]
-    fn judge_checks_revocation_before_expiry() {
-        let entry = |revoked, expire_time| VerifyEntry { revoked, expire_time, valid_body: Box::from(&b"ok"[..]) };
-        assert_eq!(judge(None, 5), Err(Rejection::NotFound));
-        assert_eq!(judge(Some(&entry(true, 1)), 5), Err(Rejection::Revoked));
-        assert_eq!(judge(Some(&entry(false, 5)), 5), Err(Rejection::Expired));
-        assert_eq!(judge(Some(&entry(false, 6)), 5), Ok(&b"ok"[..]));
+    fn judge_order_revoked_expired_ip() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        fn ok(r: Result<&VerifyEntry, Rejection>) -> Result<&[u8], Rejection> {
+            r.map(|e| &*e.valid_body)
+        }
+        assert_eq!(ok(judge(None, 5, None)), Err(Rejection::NotFound));
+        assert_eq!(ok(judge(Some(&entry(Some(1), 1, &[])), 5, None)), Err(Rejection::Revoked));
+        // Revoked in the future (rotation grace period): still valid until then.
+        assert_eq!(ok(judge(Some(&entry(Some(6), 10, &[])), 5, None)), Ok(&b"ok"[..]));
+        assert_eq!(ok(judge(Some(&entry(Some(5), 10, &[])), 5, None)), Err(Rejection::Revoked));
+        assert_eq!(ok(judge(Some(&entry(None, 5, &[])), 5, None)), Err(Rejection::Expired));
+        assert_eq!(ok(judge(Some(&entry(None, 6, &[])), 5, None)), Ok(&b"ok"[..]));
+        let restricted = entry(None, 6, &["10.0.0.0/8", "::1/128"]);
+        assert_eq!(ok(judge(Some(&restricted), 5, ip("10.1.2.3"))), Ok(&b"ok"[..]));
+        assert_eq!(ok(judge(Some(&restricted), 5, ip("::1"))), Ok(&b"ok"[..]));
+        assert_eq!(ok(judge(Some(&restricted), 5, ip("11.0.0.1"))), Err(Rejection::IpNotAllowed));
+        assert_eq!(ok(judge(Some(&restricted), 5, None)), Err(Rejection::IpNotAllowed));
+    }
+
+    #[test]
+    fn routing() {
+        let mc = vec!["mc".to_owned(), "old".to_owned()];
+        assert_eq!(route("eyJhbGciOiJFZERTQSJ9.eyJ4IjoxfQ.c2ln", &mc), Route::Jwt);
+        assert_eq!(route("eyJhbGci.eyJ4.c2ln.x", &mc), Route::Imported);
+        assert_eq!(route("eyJhbGci..c2ln", &mc), Route::Imported);
+        assert_eq!(route("mc_v1_AgEE", &mc), Route::Macaroon);
+        assert_eq!(route("old_v1_AgEE", &mc), Route::Macaroon);
+        assert_eq!(route("mc_v2_AgEE", &mc), Route::Imported);
+        assert_eq!(route("my-legacy-key", &mc), Route::Imported);
+    }
+
+    #[test]
+    fn client_ip_sources() {
+        let peer: IpAddr = "192.0.2.1".parse().unwrap();
+        let headers = |name: &str| match name {
+            "x-forwarded-for" => Some(&b"203.0.113.7, 10.0.0.1"[..]),
+            "x-real-ip" => Some(&b"not an ip"[..]),
+            _ => None,
+        };
+        assert_eq!(client_ip(ClientIpSource::RemoteAddr, peer, headers), Some(peer));
+        assert_eq!(client_ip(ClientIpSource::XForwardedFor, peer, headers), "203.0.113.7".parse().ok());
+        assert_eq!(client_ip(ClientIpSource::XRealIp, peer, headers), None);
+        assert_eq!(client_ip(ClientIpSource::CfConnectingIp, peer, headers), None);
     }
 }

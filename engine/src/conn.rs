@@ -6,6 +6,7 @@
 //! connection is closed without reading anything after it (RFC 9112 §11.2: no guessing where the
 //! next request starts).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -206,7 +207,7 @@ fn reason(snake: &'static str) -> &'static str {
     }
 }
 
-type DataPlaneRoute = fn(&Source<'_>, &[u8], &mut Vec<u8>) -> Result<(), ApiError>;
+type DataPlaneRoute = for<'a> fn(&Source<'a>, &[u8], &mut Vec<u8>) -> Result<Cow<'a, [u8]>, ApiError>;
 
 /// Routes one request and appends its response.
 async fn answer(
@@ -228,7 +229,7 @@ async fn answer(
         Some(_) if head.method != Method::Post => {
             respond::write_error(out, &ApiError::method_not_allowed(), keep_alive, head_only, head.request_id);
         }
-        Some(route) => data_plane(shared, head, body, keep_alive, out, route),
+        Some(route) => data_plane(shared, head, headers, body, peer, keep_alive, out, route),
         None if shared.plane == Plane::Check && matches!(head.path, HEALTH_ALIVE | HEALTH_READY | VERSION) => {
             if matches!(head.method, Method::Get | Method::Head) {
                 health(shared, head.path, keep_alive, head_only, head.request_id, out);
@@ -250,21 +251,33 @@ async fn answer(
 
 /// Verify or batch verify from the snapshot. The body is composed first at the end of `out`,
 /// then the head is appended and the two swapped, all inside the one reused buffer.
+#[allow(clippy::too_many_arguments)]
 fn data_plane(
     shared: &Shared,
     head: &RequestHead<'_>,
+    headers: &[httparse::Header<'_>],
     body: &[u8],
+    peer: SocketAddr,
     keep_alive: bool,
     out: &mut Vec<u8>,
     route: DataPlaneRoute,
 ) {
     let snapshot = shared.snapshot.load();
-    let source =
-        Source { verifier: &shared.verifier, snapshot: &snapshot, store: &*shared.store, bypass: head.cache_bypass };
+    let client_ip = common::verify::client_ip(shared.verifier.client_ip_source, peer.ip(), |name| {
+        headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+    });
+    let source = Source {
+        verifier: &shared.verifier,
+        snapshot: &snapshot,
+        store: &*shared.store,
+        bypass: head.cache_bypass,
+        client_ip,
+    };
     let body_at = out.len();
     match route(&source, body, out) {
-        Ok(()) => {
+        Ok(extra) => {
             let len = out.len() - body_at;
+            let extra_headers: [&[u8]; 2] = [b"content-type: application/json\r\n", &extra];
             respond::write_head(
                 out,
                 200,
@@ -272,7 +285,7 @@ fn data_plane(
                 Some(source.cache_status()),
                 keep_alive,
                 head.request_id,
-                b"content-type: application/json\r\n",
+                &extra_headers,
             );
             // [body][head] -> [head][body]
             out[body_at..].rotate_left(len);

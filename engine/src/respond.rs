@@ -94,14 +94,14 @@ pub fn write(out: &mut Vec<u8>, resp: &Response<'_>, request_id: Option<&[u8]>) 
         resp.cache,
         resp.keep_alive,
         request_id,
-        b"content-type: application/json\r\n",
+        &[b"content-type: application/json\r\n"],
     );
     if !resp.head_only {
         out.extend_from_slice(resp.body);
     }
 }
 
-/// Appends a status line and headers; `extra` is raw header lines.
+/// Appends a status line and headers; `extra` holds raw header lines.
 pub fn write_head(
     out: &mut Vec<u8>,
     status: u16,
@@ -109,14 +109,16 @@ pub fn write_head(
     cache: Option<CacheStatus>,
     keep_alive: bool,
     request_id: Option<&[u8]>,
-    extra: &[u8],
+    extra: &[&[u8]],
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_u64(out, u64::from(status));
     out.push(b' ');
     out.extend_from_slice(reason_phrase(status).as_bytes());
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(extra);
+    for lines in extra {
+        out.extend_from_slice(lines);
+    }
     out.extend_from_slice(b"content-length: ");
     push_u64(out, content_length as u64);
     out.extend_from_slice(b"\r\n");

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::net::IpAddr;
 
 use common::clock::{self, Nanos};
 use common::error::ApiError;
@@ -26,9 +27,11 @@ pub struct Source<'a> {
     pub store: &'a dyn Store,
     /// Read the store instead of the snapshot.
     pub bypass: bool,
+    /// The client address per `serve.http.client_ip_source`, for IP allowlists.
+    pub client_ip: Option<IpAddr>,
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
     pub fn cache_status(&self) -> CacheStatus {
         if self.bypass {
             CacheStatus::Skip
@@ -37,20 +40,43 @@ impl Source<'_> {
         }
     }
 
-    /// Appends the `VerifyApiKeyResponse` for one credential.
-    fn answer(&self, credential: &str, expects_audience: bool, now: Nanos, out: &mut Vec<u8>) -> Result<(), ApiError> {
+    /// Appends the `VerifyApiKeyResponse` for one credential; returns the header lines that go
+    /// with a valid answer.
+    fn answer(
+        &self,
+        credential: &str,
+        expects_audience: bool,
+        now: Nanos,
+        out: &mut Vec<u8>,
+    ) -> Result<Cow<'a, [u8]>, ApiError> {
         if credential.len() > MAX_CREDENTIAL_LEN {
             return Err(ApiError::bad_request(format!("credential must be at most {MAX_CREDENTIAL_LEN} bytes")));
         }
+        let verifier = self.verifier;
         if self.bypass {
             let fresh = self.fresh_lookup(credential, now)?;
-            let result = self.verifier.verify(credential, expects_audience, now, |_| fresh.as_ref());
-            out.extend_from_slice(result.unwrap_or_else(|r| r.body()));
-        } else {
-            let result = self.verifier.verify(credential, expects_audience, now, |id| self.snapshot.get(id));
-            out.extend_from_slice(result.unwrap_or_else(|r| r.body()));
+            return Ok(match verifier.verify(credential, expects_audience, now, self.client_ip, |_| fresh.as_ref()) {
+                Ok(entry) => {
+                    out.extend_from_slice(&entry.valid_body);
+                    Cow::Owned(entry.valid_headers.to_vec())
+                }
+                Err(rejection) => {
+                    out.extend_from_slice(rejection.body());
+                    Cow::Borrowed(&[])
+                }
+            });
         }
-        Ok(())
+        let snapshot = self.snapshot;
+        Ok(match verifier.verify(credential, expects_audience, now, self.client_ip, |id| snapshot.get(id)) {
+            Ok(entry) => {
+                out.extend_from_slice(&entry.valid_body);
+                Cow::Borrowed(&entry.valid_headers)
+            }
+            Err(rejection) => {
+                out.extend_from_slice(rejection.body());
+                Cow::Borrowed(&[])
+            }
+        })
     }
 
     fn fresh_lookup(&self, credential: &str, now: Nanos) -> Result<Option<VerifyEntry>, ApiError> {
@@ -109,8 +135,8 @@ fn is_blank(body: &[u8]) -> bool {
     body.iter().all(u8::is_ascii_whitespace)
 }
 
-/// `POST /v2alpha1/admin/apiKeys:verify`.
-pub fn verify(source: &Source<'_>, body: &[u8], out: &mut Vec<u8>) -> Result<(), ApiError> {
+/// `POST /v2alpha1/admin/apiKeys:verify`; returns the extra header lines of the answer.
+pub fn verify<'a>(source: &Source<'a>, body: &[u8], out: &mut Vec<u8>) -> Result<Cow<'a, [u8]>, ApiError> {
     let request: VerifyBody<'_> =
         if is_blank(body) { VerifyBody::default() } else { serde_json::from_slice(body).map_err(bad_body)? };
     let credential = request.credential.as_deref().unwrap_or("");
@@ -119,7 +145,8 @@ pub fn verify(source: &Source<'_>, body: &[u8], out: &mut Vec<u8>) -> Result<(),
 }
 
 /// `POST /v2alpha1/admin/apiKeys:batchVerify`: answers are appended as the items are parsed.
-pub fn batch_verify(source: &Source<'_>, body: &[u8], out: &mut Vec<u8>) -> Result<(), ApiError> {
+/// Batch answers carry no per-key headers (talos-api.md §4.9).
+pub fn batch_verify<'a>(source: &Source<'a>, body: &[u8], out: &mut Vec<u8>) -> Result<Cow<'a, [u8]>, ApiError> {
     let start = out.len();
     out.extend_from_slice(BATCH_OPEN);
     let mut ctx = Batch { source, out, now: clock::now(), count: 0, failure: None };
@@ -135,7 +162,7 @@ pub fn batch_verify(source: &Source<'_>, body: &[u8], out: &mut Vec<u8>) -> Resu
         return Err(failure.unwrap_or_else(|| bad_body(e)));
     }
     out.extend_from_slice(BATCH_CLOSE);
-    Ok(())
+    Ok(Cow::Borrowed(&[]))
 }
 
 struct Batch<'s, 'o> {
@@ -209,6 +236,7 @@ impl<'de> Visitor<'de> for Items<'_, '_, '_> {
             let credential = item.credential.as_deref().unwrap_or("");
             let expects_audience = item.expected_audiences.is_some_and(|a| a.0 > 0);
             if let Err(e) = batch.source.answer(credential, expects_audience, batch.now, batch.out) {
+                // (The per-key headers of single verify do not apply to batch answers.)
                 batch.failure = Some(e);
                 return Err(de::Error::custom("item failed"));
             }

@@ -1,6 +1,7 @@
 //! Black-box integration tests: the real `talos` binary over real sockets.
 
 mod harness;
+mod manage;
 mod planes;
 mod sdk;
 mod walkthrough;

@@ -15,7 +15,7 @@ fn issue_get_list_verify_revoke() {
         "/v2alpha1/admin/issuedApiKeys",
         &json!({"name": "ci", "actor_id": actor, "scopes": ["read", "write"], "metadata": {"env": "prod"},
                 "ttl": "3600s", "rate_limit_policy": {"quota": "100", "window": "60s"},
-                "ip_restriction": {"allowed_cidrs": ["10.0.0.0/8"]}}),
+                "ip_restriction": {"allowed_cidrs": ["127.0.0.0/8"]}}),
     );
     assert_eq!(issue.status, 201, "{}", issue.text);
     let body = issue.json();
@@ -29,7 +29,7 @@ fn issue_get_list_verify_revoke() {
     assert_eq!(key["scopes"], json!(["read", "write"]));
     assert_eq!(key["metadata"], json!({"env": "prod"}));
     assert_eq!(key["rate_limit_policy"], json!({"quota": "100", "window": "60s"}));
-    assert_eq!(key["ip_restriction"], json!({"allowed_cidrs": ["10.0.0.0/8"]}));
+    assert_eq!(key["ip_restriction"], json!({"allowed_cidrs": ["127.0.0.0/8"]}));
     for header in ["x-request-id", "strict-transport-security", "x-content-type-options", "content-security-policy"] {
         assert!(issue.header(header).is_some(), "missing {header}");
     }
@@ -58,6 +58,9 @@ fn issue_get_list_verify_revoke() {
     // Verify: valid, with the key's data; the data plane answers from the snapshot.
     let verify = server.post("/v2alpha1/admin/apiKeys:verify", &json!({"credential": secret}));
     assert_eq!(verify.header("ory-talos-cache"), Some("HIT"));
+    // Restricted keys are not cacheable; the rate-limit policy is advertised (talos-api.md §1.4).
+    assert_eq!(verify.header("cache-control"), Some("no-store"));
+    assert_eq!(verify.header("ratelimit-policy"), Some("\"default\";q=100;w=60"));
     let v = verify.json();
     assert_eq!(v["is_valid"], true, "{v}");
     assert_eq!(v["key_id"], key_id);

@@ -103,14 +103,21 @@ impl RedbStore {
         Ok(Self { db })
     }
 
-    /// Bumps the revision and logs the change inside `txn`; returns the new revision.
-    fn log_change(txn: &redb::WriteTransaction, kind: KeyKind, key_id: &str) -> Result<u64, StoreError> {
+    /// Bumps the revision once and logs every changed key under it, inside `txn`; returns the
+    /// new revision. The change log maps a revision to its keys: `kind byte ‖ key id`, joined
+    /// by `\n`.
+    fn log_changes(txn: &redb::WriteTransaction, kind: KeyKind, key_ids: &[&str]) -> Result<u64, StoreError> {
         let mut meta = txn.open_table(META).map_err(backend)?;
         let revision = meta.get(REVISION).map_err(backend)?.map_or(0, |v| v.value()) + 1;
         meta.insert(REVISION, revision).map_err(backend)?;
-        let mut entry = Vec::with_capacity(1 + key_id.len());
-        entry.push(kind_byte(kind));
-        entry.extend_from_slice(key_id.as_bytes());
+        let mut entry = Vec::new();
+        for (i, key_id) in key_ids.iter().enumerate() {
+            if i > 0 {
+                entry.push(b'\n');
+            }
+            entry.push(kind_byte(kind));
+            entry.extend_from_slice(key_id.as_bytes());
+        }
         txn.open_table(CHANGES).map_err(backend)?.insert(revision, entry.as_slice()).map_err(backend)?;
         Ok(revision)
     }
@@ -141,7 +148,7 @@ impl Store for RedbStore {
                 .insert(order_key(record.create_time, &record.key_id).as_slice(), ())
                 .map_err(backend)?;
         }
-        let revision = Self::log_change(&txn, record.kind, &record.key_id)?;
+        let revision = Self::log_changes(&txn, record.kind, &[&record.key_id])?;
         txn.commit().map_err(backend)?;
         Ok(Inserted::New(revision))
     }
@@ -157,23 +164,91 @@ impl Store for RedbStore {
         &self,
         kind: KeyKind,
         key_id: &str,
-        change: &mut dyn FnMut(&mut KeyRecord) -> Result<(), ApiError>,
+        change: &mut dyn FnMut(&mut KeyRecord) -> Result<Option<KeyRecord>, ApiError>,
     ) -> Result<(KeyRecord, u64), StoreError> {
+        let (records_def, order_def, _) = tables(kind);
         let txn = self.db.begin_write().map_err(backend)?;
-        let record = {
-            let mut records = txn.open_table(tables(kind).0).map_err(backend)?;
+        // Dropping `txn` without commit aborts it: a refusal or a clash writes nothing.
+        let (record, added) = {
+            let mut records = txn.open_table(records_def).map_err(backend)?;
             let mut record = match records.get(key_id).map_err(backend)? {
                 Some(v) => decode(v.value())?,
                 None => return Err(StoreError::NotFound),
             };
-            // Dropping `txn` without commit aborts it: a refusal writes nothing.
-            change(&mut record).map_err(StoreError::Refused)?;
+            let added = change(&mut record).map_err(StoreError::Refused)?;
             records.insert(key_id, encode(&record).as_slice()).map_err(backend)?;
-            record
+            if let Some(new) = &added {
+                if records.get(new.key_id.as_str()).map_err(backend)?.is_some() {
+                    return Err(StoreError::Duplicate);
+                }
+                records.insert(new.key_id.as_str(), encode(new).as_slice()).map_err(backend)?;
+                txn.open_table(order_def)
+                    .map_err(backend)?
+                    .insert(order_key(new.create_time, &new.key_id).as_slice(), ())
+                    .map_err(backend)?;
+            }
+            (record, added)
         };
-        let revision = Self::log_change(&txn, kind, key_id)?;
+        let mut changed = vec![key_id];
+        changed.extend(added.as_ref().map(|n| n.key_id.as_str()));
+        let revision = Self::log_changes(&txn, kind, &changed)?;
         txn.commit().map_err(backend)?;
         Ok((record, revision))
+    }
+
+    fn insert_batch(&self, batch: &[KeyRecord]) -> Result<(Vec<bool>, u64), StoreError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        let mut inserted = Vec::with_capacity(batch.len());
+        let mut logged: Vec<(KeyKind, &str)> = Vec::new();
+        for record in batch {
+            let (records_def, order_def, _) = tables(record.kind);
+            let mut records = txn.open_table(records_def).map_err(backend)?;
+            if records.get(record.key_id.as_str()).map_err(backend)?.is_some() {
+                inserted.push(false);
+                continue;
+            }
+            records.insert(record.key_id.as_str(), encode(record).as_slice()).map_err(backend)?;
+            txn.open_table(order_def)
+                .map_err(backend)?
+                .insert(order_key(record.create_time, &record.key_id).as_slice(), ())
+                .map_err(backend)?;
+            inserted.push(true);
+            logged.push((record.kind, &record.key_id));
+        }
+        let mut revision = 0;
+        for kind in [KeyKind::Issued, KeyKind::Imported] {
+            let ids: Vec<&str> = logged.iter().filter(|(k, _)| *k == kind).map(|(_, id)| *id).collect();
+            if !ids.is_empty() {
+                revision = Self::log_changes(&txn, kind, &ids)?;
+            }
+        }
+        if revision == 0 {
+            return Ok((inserted, self.revision()?));
+        }
+        txn.commit().map_err(backend)?;
+        Ok((inserted, revision))
+    }
+
+    fn delete(&self, kind: KeyKind, key_id: &str) -> Result<u64, StoreError> {
+        let (records_def, order_def, request_ids_def) = tables(kind);
+        let txn = self.db.begin_write().map_err(backend)?;
+        {
+            let mut records = txn.open_table(records_def).map_err(backend)?;
+            let record = match records.remove(key_id).map_err(backend)? {
+                Some(v) => decode(v.value())?,
+                None => return Err(StoreError::NotFound),
+            };
+            txn.open_table(order_def)
+                .map_err(backend)?
+                .remove(order_key(record.create_time, key_id).as_slice())
+                .map_err(backend)?;
+            if let Some(request_id) = &record.request_id {
+                txn.open_table(request_ids_def).map_err(backend)?.remove(request_id.as_str()).map_err(backend)?;
+            }
+        }
+        let revision = Self::log_changes(&txn, kind, &[key_id])?;
+        txn.commit().map_err(backend)?;
+        Ok(revision)
     }
 
     fn list(&self, kind: KeyKind, query: &ListQuery) -> Result<Vec<KeyRecord>, StoreError> {
@@ -237,15 +312,21 @@ impl Store for RedbStore {
                 break;
             }
             let (rev, what) = entry.map_err(backend)?;
-            let what = what.value();
-            let (kind, records) = match what.first() {
-                Some(b'i') => (KeyKind::Issued, &issued),
-                Some(b'm') => (KeyKind::Imported, &imported),
-                _ => return Err(StoreError::Backend(format!("corrupt change log entry at revision {}", rev.value()))),
-            };
-            let key_id = String::from_utf8_lossy(&what[1..]).into_owned();
-            let record = records.get(key_id.as_str()).map_err(backend)?.map(|v| decode(v.value())).transpose()?;
-            out.changes.push(Change { kind, key_id, record });
+            for item in what.value().split(|&b| b == b'\n') {
+                let (kind, records) = match item.first() {
+                    Some(b'i') => (KeyKind::Issued, &issued),
+                    Some(b'm') => (KeyKind::Imported, &imported),
+                    _ => {
+                        return Err(StoreError::Backend(format!(
+                            "corrupt change log entry at revision {}",
+                            rev.value()
+                        )))
+                    }
+                };
+                let key_id = String::from_utf8_lossy(&item[1..]).into_owned();
+                let record = records.get(key_id.as_str()).map_err(backend)?.map(|v| decode(v.value())).transpose()?;
+                out.changes.push(Change { kind, key_id, record });
+            }
             out.revision = rev.value();
         }
         Ok(out)

@@ -33,6 +33,19 @@ enum Command {
         #[arg(short, long, global = true)]
         config: Option<PathBuf>,
     },
+    /// Generate a JWKS for signing derived JWTs (Ed25519 by default), and the `base64://` URL
+    /// to paste into `credentials.derived_tokens.jwt.signing_keys.urls`.
+    Jwk {
+        /// Generate an RSA-2048 key (RS256) instead of Ed25519 (EdDSA).
+        #[arg(long)]
+        rsa: bool,
+        /// The key id (`kid`); a random UUID by default.
+        #[arg(long)]
+        kid: Option<String>,
+        /// Print only the `base64://` URL.
+        #[arg(long)]
+        url_only: bool,
+    },
     /// Print the version.
     Version,
 }
@@ -53,6 +66,26 @@ fn main() -> ExitCode {
         Command::Version => {
             println!("talos {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
+        }
+        Command::Jwk { rsa, kid, url_only } => {
+            let kid = kid.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            match common::token::generate_jwks(rsa, &kid) {
+                Ok(jwks) => {
+                    if url_only {
+                        println!("{}", common::token::jwks_url(&jwks));
+                    } else {
+                        println!("# JWKS (private: keep it secret)");
+                        println!("{}", serde_json::to_string_pretty(&jwks).unwrap_or_default());
+                        println!("# credentials.derived_tokens.jwt.signing_keys.urls entry:");
+                        println!("{}", common::token::jwks_url(&jwks));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("talos: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Serve { plane, config } => {
             let (config, warnings) = match Config::load(config.as_deref(), &ProcessEnv) {
@@ -126,6 +159,7 @@ fn store_label(config: &Config) -> String {
 
 fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
     let addr = listen_addr(&config)?;
+    let verifier = common::verify::Verifier::new(&config).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let store = open_store(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -135,7 +169,7 @@ fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
         .context("cannot start the admin runtime")?;
     match plane {
         Some(ServePlane::Admin) => {
-            let state = admin::AdminState::new(config.clone(), store, None);
+            let state = admin::AdminState::new(config.clone(), store, verifier, None);
             let service = admin::AdminService::new(state);
             runtime.block_on(async {
                 let listener = tokio::net::TcpListener::bind(addr)
@@ -157,7 +191,8 @@ fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
             let keys = snapshot.load().len();
             let (engine_plane, fallback, name) = match plane {
                 None => {
-                    let state = admin::AdminState::new(config.clone(), store.clone(), Some(snapshot.clone()));
+                    let state =
+                        admin::AdminState::new(config.clone(), store.clone(), verifier.clone(), Some(snapshot.clone()));
                     let bridge = admin::server::in_process(admin::AdminService::new(state), runtime.handle().clone());
                     let fallback: engine::Fallback = Arc::new(bridge);
                     (engine::Plane::All, Some(fallback), "all")
@@ -171,7 +206,7 @@ fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
                     plane: engine_plane,
                     max_staleness: config.snapshot.max_staleness,
                 },
-                common::verify::Verifier::new(&config),
+                verifier,
                 snapshot,
                 store,
                 fallback,

@@ -7,6 +7,7 @@
 //! when one runs in the same process, and waits briefly for the new revision, so a revocation is
 //! visible on the data plane by the time the call returns.
 
+mod derive;
 mod keys;
 mod respond;
 pub mod server;
@@ -46,8 +47,12 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, snapshot: Option<Arc<SnapshotCell>>) -> Self {
-        let verifier = Verifier::new(&config);
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        verifier: Verifier,
+        snapshot: Option<Arc<SnapshotCell>>,
+    ) -> Self {
         let legacy: Vec<&[u8]> = config
             .secrets
             .pagination
@@ -194,6 +199,10 @@ impl AdminService {
                     _ => Err(ApiError::route_not_found()),
                 }
             }
+            ["v2alpha1", "admin", "apiKeys:derive"] => {
+                only(&method, &[Method::POST], || derive::derive(state, &req)).await
+            }
+            ["v2alpha1", "derivedKeys", "jwks.json"] => only(&method, &[Method::GET], || derive::jwks(state)).await,
             ["v2alpha1", "admin", "apiKeys:verify"] => {
                 only(&method, &[Method::POST], || verify::verify(state, &req)).await
             }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use common::clock;
 use common::error::ApiError;
 use common::model::{BatchVerifyRequest, VerifyRequest};
-use common::verify::{self, LookupId, Rejection, VerifyEntry, MAX_BATCH_VERIFY, MAX_CREDENTIAL_LEN};
+use common::verify::{self, LookupId, VerifyEntry, MAX_BATCH_VERIFY, MAX_CREDENTIAL_LEN};
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, StatusCode};
 
@@ -28,16 +28,15 @@ async fn verify_one(
     if credential.len() > MAX_CREDENTIAL_LEN {
         return Err(ApiError::bad_request(format!("credential must be at most {MAX_CREDENTIAL_LEN} bytes")));
     }
-    let expects_audience = item.expected_audiences.is_some_and(|a| !a.is_empty());
+    let audiences: Vec<&str> = item.expected_audiences.iter().flatten().map(String::as_str).collect();
     let now = clock::now();
-    let id = match state.verifier.precheck(&credential, now) {
-        Ok(id) => id,
-        Err(rejection) => return Ok((rejection.body().to_vec(), Vec::new())),
+    // API keys are read from the store first; derived tokens need no lookup.
+    let entry = match state.verifier.precheck(&credential, now) {
+        Ok(id) => lookup(state, id).await?,
+        Err(_) => None,
     };
-    let entry = lookup(state, id).await?;
-    Ok(match verify::judge(entry.as_ref(), now, client_ip) {
-        Ok(_) if expects_audience => (Rejection::AudienceMismatch.body().to_vec(), Vec::new()),
-        Ok(entry) => (entry.valid_body.to_vec(), entry.valid_headers.to_vec()),
+    Ok(match state.verifier.verify(&credential, &audiences, now, client_ip, |_| entry.as_ref()) {
+        Ok(answer) => (answer.body().to_vec(), answer.headers().to_vec()),
         Err(rejection) => (rejection.body().to_vec(), Vec::new()),
     })
 }

@@ -70,6 +70,12 @@ wire_enum!(RevocationReason {
     PrivilegeWithdrawn = 4 => "REVOCATION_REASON_PRIVILEGE_WITHDRAWN",
 });
 
+wire_enum!(TokenAlgorithm {
+    Unspecified = 0 => "TOKEN_ALGORITHM_UNSPECIFIED",
+    Jwt = 1 => "TOKEN_ALGORITHM_JWT",
+    Macaroon = 2 => "TOKEN_ALGORITHM_MACAROON",
+});
+
 /// Which table a key lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -308,6 +314,17 @@ pub struct RotateRequest {
     pub visibility: Option<Visibility>,
     /// How long the old key keeps verifying (never past its own expiry).
     pub grace_period: Option<WireDuration>,
+}
+
+/// `DeriveTokenRequest`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DeriveRequest {
+    pub credential: Option<String>,
+    pub algorithm: Option<TokenAlgorithm>,
+    pub scopes: Option<Vec<String>>,
+    pub ttl: Option<WireDuration>,
+    pub custom_claims: Option<Map<String, Value>>,
+    pub audiences: Option<Vec<String>>,
 }
 
 /// `AdminRevokeIssuedApiKeyBody` / `AdminRevokeImportedApiKeyBody`.

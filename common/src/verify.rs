@@ -10,6 +10,7 @@
 //! Both stages are allocation-free: valid answers are rendered once, when the entry is built.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde_json::{Map, Value};
@@ -19,6 +20,7 @@ use crate::clock::{format_rfc3339, secs, Nanos};
 use crate::config::{ClientIpSource, Config};
 use crate::key::{self, Keyring, ParsedKey, NIL_NID};
 use crate::model::{KeyKind, KeyRecord, KeyStatus};
+use crate::token::DerivedTokens;
 
 /// Largest credential accepted (decisions.md §5.7).
 pub const MAX_CREDENTIAL_LEN: usize = 8192;
@@ -46,6 +48,8 @@ pub enum Rejection {
     AudienceMismatch,
     /// The key has an IP allowlist and the client address is not on it (or unknown).
     IpNotAllowed,
+    /// A derived token whose signature, issuer or validity window does not check out.
+    SignatureInvalid,
 }
 
 macro_rules! rejection_body {
@@ -63,6 +67,7 @@ impl Rejection {
             Rejection::Expired => "VERIFICATION_ERROR_EXPIRED",
             Rejection::AudienceMismatch => "VERIFICATION_ERROR_AUDIENCE_MISMATCH",
             Rejection::IpNotAllowed => "VERIFICATION_ERROR_IP_NOT_ALLOWED",
+            Rejection::SignatureInvalid => "VERIFICATION_ERROR_SIGNATURE_INVALID",
         }
     }
 
@@ -87,6 +92,9 @@ impl Rejection {
             Rejection::IpNotAllowed => {
                 rejection_body!("VERIFICATION_ERROR_IP_NOT_ALLOWED", "The request IP is not allowed for this API key.")
                     .as_bytes()
+            }
+            Rejection::SignatureInvalid => {
+                rejection_body!("VERIFICATION_ERROR_SIGNATURE_INVALID", "Signature verification failed.").as_bytes()
             }
         }
     }
@@ -275,10 +283,37 @@ pub struct Verifier {
     /// Current and retired macaroon prefixes, for routing.
     macaroon_prefixes: Vec<String>,
     pub client_ip_source: ClientIpSource,
+    /// Derived-token minting and offline verification.
+    pub derived: Arc<DerivedTokens>,
+}
+
+/// A successful verification: a key's entry (pre-rendered) or a derived token's answer.
+#[derive(Debug)]
+pub enum Answer<'e> {
+    Key(&'e VerifyEntry),
+    Derived(Vec<u8>),
+}
+
+impl Answer<'_> {
+    pub fn body(&self) -> &[u8] {
+        match self {
+            Answer::Key(entry) => &entry.valid_body,
+            Answer::Derived(body) => body,
+        }
+    }
+
+    /// Header lines for a single verify's response.
+    pub fn headers(&self) -> &[u8] {
+        match self {
+            Answer::Key(entry) => &entry.valid_headers,
+            Answer::Derived(_) => &[],
+        }
+    }
 }
 
 impl Verifier {
-    pub fn new(config: &Config) -> Self {
+    /// Builds the verifier; fails (naming the config key) when the signing keys do not load.
+    pub fn new(config: &Config) -> Result<Self, String> {
         let hmac = &config.secrets.hmac;
         let retired = hmac.retired.iter().map(|r| {
             let expires = r.expires_at.map(|t| t.unix_timestamp());
@@ -289,8 +324,11 @@ impl Verifier {
         allowed_prefixes.extend(prefixes.public_current.iter().cloned());
         allowed_prefixes.extend(prefixes.retired.iter().cloned());
         allowed_prefixes.extend(prefixes.public_retired.iter().cloned());
-        Self {
-            keyring: Keyring::new(hmac.current.expose().as_bytes(), retired),
+        let keyring = Keyring::new(hmac.current.expose().as_bytes(), retired);
+        let derived = Arc::new(DerivedTokens::new(config, &keyring)?);
+        Ok(Self {
+            derived,
+            keyring,
             allowed_prefixes,
             max_ttl_secs: i64::try_from(config.credentials.api_keys.max_ttl.as_secs()).unwrap_or(i64::MAX),
             skew_secs: i64::try_from(config.credentials.clock_skew.as_secs()).unwrap_or(i64::MAX),
@@ -300,7 +338,7 @@ impl Verifier {
                 .cloned()
                 .collect(),
             client_ip_source: config.serve.client_ip_source,
-        }
+        })
     }
 
     pub fn route<'a>(&self, credential: &'a str) -> Route<'a> {
@@ -328,21 +366,39 @@ impl Verifier {
         Ok(LookupId::Issued(parsed.key_id))
     }
 
-    /// The complete verification of an API key with a caller-supplied lookup.
+    /// The complete verification of any credential. API keys are decided from `lookup` (the
+    /// snapshot or the store); derived tokens offline.
     pub fn verify<'e>(
         &self,
         credential: &str,
-        expects_audience: bool,
+        expected_audiences: &[&str],
         now: Nanos,
         client_ip: Option<IpAddr>,
         lookup: impl FnOnce(LookupId) -> Option<&'e VerifyEntry>,
-    ) -> Result<&'e VerifyEntry, Rejection> {
+    ) -> Result<Answer<'e>, Rejection> {
+        if !credential.is_empty() && credential.len() <= MAX_CREDENTIAL_LEN {
+            match self.route(credential) {
+                Route::Jwt => {
+                    return self
+                        .derived
+                        .verify(credential, false, expected_audiences, now, client_ip)
+                        .map(Answer::Derived)
+                }
+                Route::Macaroon => {
+                    return self
+                        .derived
+                        .verify(credential, true, expected_audiences, now, client_ip)
+                        .map(Answer::Derived)
+                }
+                Route::Issued(_) | Route::Imported => {}
+            }
+        }
         let id = self.precheck(credential, now)?;
         let entry = judge(lookup(id), now, client_ip)?;
-        if expects_audience {
+        if !expected_audiences.is_empty() {
             return Err(Rejection::AudienceMismatch);
         }
-        Ok(entry)
+        Ok(Answer::Key(entry))
     }
 }
 
@@ -359,6 +415,7 @@ mod tests {
             Rejection::Expired,
             Rejection::AudienceMismatch,
             Rejection::IpNotAllowed,
+            Rejection::SignatureInvalid,
         ] {
             let v: Value = serde_json::from_slice(r.body()).unwrap();
             assert_eq!(v["is_valid"], false);

@@ -36,6 +36,7 @@ const BATCH_VERIFY: &[u8] = b"/v2alpha1/admin/apiKeys:batchVerify";
 const HEALTH_ALIVE: &[u8] = b"/health/alive";
 const HEALTH_READY: &[u8] = b"/health/ready";
 const VERSION: &[u8] = b"/version";
+const JWKS: &[u8] = b"/v2alpha1/derivedKeys/jwks.json";
 
 /// What to do after answering.
 #[derive(Debug, PartialEq, Eq)]
@@ -230,6 +231,19 @@ async fn answer(
             respond::write_error(out, &ApiError::method_not_allowed(), keep_alive, head_only, head.request_id);
         }
         Some(route) => data_plane(shared, head, headers, body, peer, keep_alive, out, route),
+        None if head.path == JWKS => match (head.method, &shared.jwks) {
+            (Method::Get | Method::Head, Some(jwks)) => respond::write(
+                out,
+                &Response { status: 200, body: jwks, cache: None, keep_alive, head_only },
+                head.request_id,
+            ),
+            (Method::Get | Method::Head, None) => {
+                let mut err = ApiError::internal();
+                err.message = "no active signing keys found".into();
+                respond::write_error(out, &err, keep_alive, head_only, head.request_id);
+            }
+            _ => respond::write_error(out, &ApiError::method_not_allowed(), keep_alive, head_only, head.request_id),
+        },
         None if shared.plane == Plane::Check && matches!(head.path, HEALTH_ALIVE | HEALTH_READY | VERSION) => {
             if matches!(head.method, Method::Get | Method::Head) {
                 health(shared, head.path, keep_alive, head_only, head.request_id, out);

@@ -60,6 +60,8 @@ struct Shared {
     control: Arc<Control>,
     /// Connections of this worker in the middle of a request.
     busy: std::cell::Cell<usize>,
+    /// The public JWKS body, when signing keys are configured.
+    jwks: Option<Box<[u8]>>,
 }
 
 impl Shared {
@@ -110,6 +112,7 @@ impl Engine {
             let store = store.clone();
             let fallback = fallback.clone();
             let plane = config.plane;
+            let jwks = verifier.derived.public_jwks().map(|j| j.to_string().into_bytes().into_boxed_slice());
             let max_staleness = config.max_staleness;
             let handle = std::thread::Builder::new().name(format!("talos-engine-{i}")).spawn(move || {
                 let shared = Rc::new(Shared {
@@ -121,6 +124,7 @@ impl Engine {
                     max_staleness,
                     control,
                     busy: std::cell::Cell::new(0),
+                    jwks,
                 });
                 let mut runtime = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build() {
                     Ok(rt) => rt,

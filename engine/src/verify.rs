@@ -14,7 +14,7 @@ use common::clock::{self, Nanos};
 use common::error::ApiError;
 use common::snapshot::Snapshot;
 use common::store::Store;
-use common::verify::{Verifier, VerifyEntry, BATCH_CLOSE, BATCH_OPEN, MAX_BATCH_VERIFY, MAX_CREDENTIAL_LEN};
+use common::verify::{Answer, Verifier, VerifyEntry, BATCH_CLOSE, BATCH_OPEN, MAX_BATCH_VERIFY, MAX_CREDENTIAL_LEN};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
@@ -45,32 +45,31 @@ impl<'a> Source<'a> {
     fn answer(
         &self,
         credential: &str,
-        expects_audience: bool,
+        audiences: &[Cow<'_, str>],
         now: Nanos,
         out: &mut Vec<u8>,
     ) -> Result<Cow<'a, [u8]>, ApiError> {
         if credential.len() > MAX_CREDENTIAL_LEN {
             return Err(ApiError::bad_request(format!("credential must be at most {MAX_CREDENTIAL_LEN} bytes")));
         }
+        // Empty unless the client sent expected audiences: no allocation on the usual path.
+        let audiences: Vec<&str> = audiences.iter().map(|a| a.as_ref()).collect();
         let verifier = self.verifier;
         if self.bypass {
             let fresh = self.fresh_lookup(credential, now)?;
-            return Ok(match verifier.verify(credential, expects_audience, now, self.client_ip, |_| fresh.as_ref()) {
-                Ok(entry) => {
-                    out.extend_from_slice(&entry.valid_body);
-                    Cow::Owned(entry.valid_headers.to_vec())
-                }
-                Err(rejection) => {
-                    out.extend_from_slice(rejection.body());
-                    Cow::Borrowed(&[])
-                }
-            });
+            let result = verifier.verify(credential, &audiences, now, self.client_ip, |_| fresh.as_ref());
+            out.extend_from_slice(result.as_ref().map_or_else(|r| r.body(), Answer::body));
+            return Ok(Cow::Owned(result.map(|a| a.headers().to_vec()).unwrap_or_default()));
         }
         let snapshot = self.snapshot;
-        Ok(match verifier.verify(credential, expects_audience, now, self.client_ip, |id| snapshot.get(id)) {
-            Ok(entry) => {
+        Ok(match verifier.verify(credential, &audiences, now, self.client_ip, |id| snapshot.get(id)) {
+            Ok(Answer::Key(entry)) => {
                 out.extend_from_slice(&entry.valid_body);
                 Cow::Borrowed(&entry.valid_headers)
+            }
+            Ok(Answer::Derived(body)) => {
+                out.extend_from_slice(&body);
+                Cow::Borrowed(&[])
             }
             Err(rejection) => {
                 out.extend_from_slice(rejection.body());
@@ -91,40 +90,13 @@ impl<'a> Source<'a> {
     }
 }
 
-/// `expected_audiences`, reduced to whether it names any audience.
-#[derive(Default)]
-struct AudienceCount(usize);
-
-impl<'de> Deserialize<'de> for AudienceCount {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Count;
-        impl<'de> Visitor<'de> for Count {
-            type Value = AudienceCount;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an array of strings")
-            }
-            fn visit_unit<E>(self) -> Result<AudienceCount, E> {
-                Ok(AudienceCount(0))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AudienceCount, A::Error> {
-                let mut n = 0;
-                while seq.next_element::<&'de str>()?.is_some() {
-                    n += 1;
-                }
-                Ok(AudienceCount(n))
-            }
-        }
-        d.deserialize_any(Count)
-    }
-}
-
 /// `VerifyApiKeyRequest`, borrowed.
 #[derive(Deserialize, Default)]
 struct VerifyBody<'a> {
     #[serde(borrow, default)]
     credential: Option<Cow<'a, str>>,
-    #[serde(default)]
-    expected_audiences: Option<AudienceCount>,
+    #[serde(borrow, default)]
+    expected_audiences: Option<Vec<Cow<'a, str>>>,
 }
 
 fn bad_body(e: serde_json::Error) -> ApiError {
@@ -140,8 +112,7 @@ pub fn verify<'a>(source: &Source<'a>, body: &[u8], out: &mut Vec<u8>) -> Result
     let request: VerifyBody<'_> =
         if is_blank(body) { VerifyBody::default() } else { serde_json::from_slice(body).map_err(bad_body)? };
     let credential = request.credential.as_deref().unwrap_or("");
-    let expects_audience = request.expected_audiences.is_some_and(|a| a.0 > 0);
-    source.answer(credential, expects_audience, clock::now(), out)
+    source.answer(credential, request.expected_audiences.as_deref().unwrap_or_default(), clock::now(), out)
 }
 
 /// `POST /v2alpha1/admin/apiKeys:batchVerify`: answers are appended as the items are parsed.
@@ -234,8 +205,8 @@ impl<'de> Visitor<'de> for Items<'_, '_, '_> {
             }
             let item = item.unwrap_or_default();
             let credential = item.credential.as_deref().unwrap_or("");
-            let expects_audience = item.expected_audiences.is_some_and(|a| a.0 > 0);
-            if let Err(e) = batch.source.answer(credential, expects_audience, batch.now, batch.out) {
+            let audiences = item.expected_audiences.as_deref().unwrap_or_default();
+            if let Err(e) = batch.source.answer(credential, audiences, batch.now, batch.out) {
                 // (The per-key headers of single verify do not apply to batch answers.)
                 batch.failure = Some(e);
                 return Err(de::Error::custom("item failed"));

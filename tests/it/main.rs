@@ -1,5 +1,6 @@
 //! Black-box integration tests: the real `talos` binary over real sockets.
 
+mod derive;
 mod harness;
 mod manage;
 mod planes;

@@ -374,7 +374,7 @@ mod tests {
         }
         let reopened = RedbStore::open(&path).unwrap();
         assert!(reopened.revision().unwrap() > 0);
-        assert_eq!(reopened.list(KeyKind::Issued, &ListQuery { limit: 10, ..Default::default() }).unwrap().len(), 3);
+        assert_eq!(reopened.list(KeyKind::Issued, &ListQuery { limit: 10, ..Default::default() }).unwrap().len(), 4);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

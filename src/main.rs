@@ -170,7 +170,7 @@ fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
     match plane {
         Some(ServePlane::Admin) => {
             let state = admin::AdminState::new(config.clone(), store, verifier, None);
-            let service = admin::AdminService::new(state);
+            let service = admin::AdminService::new(state, admin::Plane::Admin);
             runtime.block_on(async {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
@@ -193,7 +193,10 @@ fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
                 None => {
                     let state =
                         admin::AdminState::new(config.clone(), store.clone(), verifier.clone(), Some(snapshot.clone()));
-                    let bridge = admin::server::in_process(admin::AdminService::new(state), runtime.handle().clone());
+                    let bridge = admin::server::in_process(
+                        admin::AdminService::new(state, admin::Plane::AllInOne),
+                        runtime.handle().clone(),
+                    );
                     let fallback: engine::Fallback = Arc::new(bridge);
                     (engine::Plane::All, Some(fallback), "all")
                 }

@@ -362,23 +362,6 @@ pub async fn delete(state: &AdminState, kind: KeyKind, key_id: &str) -> Handled 
     Ok(respond::no_content())
 }
 
-/// Marks `record` revoked now, or at `effective` (a rotation's grace period); keeps it readable
-/// for at least 30 days (talos-api.md §4.5).
-fn apply_revocation(
-    record: &mut KeyRecord,
-    reason: RevocationReason,
-    description: String,
-    effective: Option<Nanos>,
-    now: Nanos,
-) {
-    record.status = KeyStatus::Revoked;
-    record.revocation_reason = reason;
-    record.revocation_description = description;
-    record.revocation_effective_time = effective;
-    record.expire_time = record.expire_time.max(now.saturating_add(validate::REVOKED_RETENTION));
-    record.update_time = now;
-}
-
 pub async fn revoke(state: &AdminState, kind: KeyKind, key_id: &str, req: &Request<Bytes>) -> Handled {
     let body: RevokeRequest = parse_body(req)?;
     let (reason, description) = validate::revocation(body.reason, body.description)?;
@@ -389,7 +372,7 @@ pub async fn revoke(state: &AdminState, kind: KeyKind, key_id: &str, req: &Reque
                 if record.status == KeyStatus::Revoked {
                     return Err(ApiError::conflict("key is already revoked"));
                 }
-                apply_revocation(record, reason, description.clone(), None, clock::now());
+                record.revoke(reason, description.clone(), None, clock::now());
                 Ok(None)
             })
         })
@@ -531,7 +514,7 @@ pub async fn rotate(state: &AdminState, key_id: &str, req: &Request<Bytes>) -> H
                 // The grace period never outlives the old key's own expiry.
                 let effective =
                     (!grace.is_zero()).then(|| now.saturating_add(clock::from_duration(grace)).min(old.expire_time));
-                apply_revocation(old, RevocationReason::Superseded, String::new(), effective, now);
+                old.revoke(RevocationReason::Superseded, String::new(), effective, now);
                 created = Some((new.clone(), secret));
                 Ok(Some(new))
             });

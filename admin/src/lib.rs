@@ -101,24 +101,27 @@ fn store_error(err: StoreError) -> ApiError {
     }
 }
 
-/// Which routes this process answers.
+/// Which routes the admin service answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plane {
-    /// Every route (`talos serve admin`, and the admin half of `talos serve`).
+    /// `talos serve admin`: every admin route; self-revocation belongs to the data plane (404).
     Admin,
+    /// Behind the engine in `talos serve`: everything the engine does not answer itself.
+    AllInOne,
 }
 
 /// The admin service: one entry point for every request.
 #[derive(Clone)]
 pub struct AdminService {
     state: Arc<AdminState>,
+    plane: Plane,
 }
 
 type Handled = Result<Response<Bytes>, ApiError>;
 
 impl AdminService {
-    pub fn new(state: AdminState) -> Self {
-        Self { state: Arc::new(state) }
+    pub fn new(state: AdminState, plane: Plane) -> Self {
+        Self { state: Arc::new(state), plane }
     }
 
     pub fn state(&self) -> &AdminState {
@@ -203,6 +206,9 @@ impl AdminService {
                 only(&method, &[Method::POST], || derive::derive(state, &req)).await
             }
             ["v2alpha1", "derivedKeys", "jwks.json"] => only(&method, &[Method::GET], || derive::jwks(state)).await,
+            ["v2alpha1", "apiKeys:selfRevoke"] if self.plane == Plane::AllInOne => {
+                only(&method, &[Method::POST], || verify::self_revoke(state, &req)).await
+            }
             ["v2alpha1", "admin", "apiKeys:verify"] => {
                 only(&method, &[Method::POST], || verify::verify(state, &req)).await
             }

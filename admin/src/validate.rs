@@ -17,8 +17,6 @@ pub const MAX_DESCRIPTION: usize = 500;
 pub const MAX_SCOPES: usize = 100;
 pub const MAX_SCOPE: usize = 255;
 pub const MAX_METADATA: usize = 64 * 1024;
-/// Revoked keys are kept readable at least this long (talos-api.md §4.5).
-pub const REVOKED_RETENTION: Nanos = 30 * 24 * 3600 * clock::NANOS_PER_SEC;
 
 pub fn bounded(field: &str, value: Option<String>, max: usize) -> Result<String, ApiError> {
     let value = value.unwrap_or_default();

@@ -93,3 +93,18 @@ pub async fn batch_verify(state: &AdminState, req: &Request<Bytes>) -> Handled {
     out.extend_from_slice(verify::BATCH_CLOSE);
     Ok(with_cache_header(respond::raw_json(StatusCode::OK, out)))
 }
+
+/// `POST /v2alpha1/apiKeys:selfRevoke`: 200 `{}` once the key is revoked (or already was).
+pub async fn self_revoke(state: &AdminState, req: &Request<Bytes>) -> Handled {
+    let body: common::self_revoke::SelfRevokeRequest = parse_body(req)?;
+    let store = state.store.clone();
+    let verifier = state.verifier.clone();
+    let revision =
+        tokio::task::spawn_blocking(move || common::self_revoke::self_revoke(&*store, &verifier, body, clock::now()))
+            .await
+            .map_err(|_| ApiError::internal())??;
+    if let Some(revision) = revision {
+        state.publish(revision).await;
+    }
+    Ok(respond::raw_json(StatusCode::OK, &b"{}"[..]))
+}

@@ -13,6 +13,7 @@ pub mod key;
 pub mod macaroon;
 pub mod model;
 pub mod page_token;
+pub mod self_revoke;
 pub mod snapshot;
 pub mod store;
 pub mod token;

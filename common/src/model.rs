@@ -114,6 +114,9 @@ impl RateLimitPolicy {
     }
 }
 
+/// Revoked keys stay readable at least this long after the revocation.
+pub const REVOKED_RETENTION: Nanos = 30 * 24 * 3600 * crate::clock::NANOS_PER_SEC;
+
 /// Everything stored about one key. The secret or raw key is never part of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyRecord {
@@ -177,6 +180,17 @@ impl KeyRecord {
             revocation_effective_time: None,
             request_id: None,
         }
+    }
+
+    /// Marks the record revoked, effective now or at `effective` (a rotation's grace period), and
+    /// keeps it readable for at least [`REVOKED_RETENTION`] (talos-api.md §4.5).
+    pub fn revoke(&mut self, reason: RevocationReason, description: String, effective: Option<Nanos>, now: Nanos) {
+        self.status = KeyStatus::Revoked;
+        self.revocation_reason = reason;
+        self.revocation_description = description;
+        self.revocation_effective_time = effective;
+        self.expire_time = self.expire_time.max(now.saturating_add(REVOKED_RETENTION));
+        self.update_time = now;
     }
 
     /// The status a client sees at `now`: stored REVOKED wins, then a passed expiry reads EXPIRED.

@@ -37,6 +37,7 @@ const HEALTH_ALIVE: &[u8] = b"/health/alive";
 const HEALTH_READY: &[u8] = b"/health/ready";
 const VERSION: &[u8] = b"/version";
 const JWKS: &[u8] = b"/v2alpha1/derivedKeys/jwks.json";
+const SELF_REVOKE: &[u8] = b"/v2alpha1/apiKeys:selfRevoke";
 
 /// What to do after answering.
 #[derive(Debug, PartialEq, Eq)]
@@ -244,6 +245,13 @@ async fn answer(
             }
             _ => respond::write_error(out, &ApiError::method_not_allowed(), keep_alive, head_only, head.request_id),
         },
+        None if shared.plane == Plane::Check && head.path == SELF_REVOKE => {
+            if head.method == Method::Post {
+                self_revoke(shared, head, body, keep_alive, out).await;
+            } else {
+                respond::write_error(out, &ApiError::method_not_allowed(), keep_alive, head_only, head.request_id);
+            }
+        }
         None if shared.plane == Plane::Check && matches!(head.path, HEALTH_ALIVE | HEALTH_READY | VERSION) => {
             if matches!(head.method, Method::Get | Method::Head) {
                 health(shared, head.path, keep_alive, head_only, head.request_id, out);
@@ -311,6 +319,45 @@ fn data_plane(
             out.truncate(body_at);
             respond::write_error(out, &err, keep_alive, head.method == Method::Head, head.request_id);
         }
+    }
+}
+
+/// Self-revocation on the check plane: the store write runs on its own thread (never on the
+/// worker), and the worker's snapshot holds the revocation before the answer goes out.
+async fn self_revoke(shared: &Shared, head: &RequestHead<'_>, body: &[u8], keep_alive: bool, out: &mut Vec<u8>) {
+    let request: common::self_revoke::SelfRevokeRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        Default::default()
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => {
+                let err = ApiError::bad_request(format!("invalid request body: {e}"));
+                return respond::write_error(out, &err, keep_alive, false, head.request_id);
+            }
+        }
+    };
+    let (tx, rx) = futures_channel::oneshot::channel();
+    let store = shared.store.clone();
+    let verifier = shared.verifier.clone();
+    let snapshot = shared.snapshot.clone();
+    let spawned = std::thread::Builder::new().name("talos-self-revoke".into()).spawn(move || {
+        let result = common::self_revoke::self_revoke(&*store, &verifier, request, common::clock::now());
+        if let Ok(Some(revision)) = result {
+            snapshot.wait_for(revision, Duration::from_millis(100));
+        }
+        let _ = tx.send(result);
+    });
+    let result = match spawned {
+        Ok(_) => rx.await.unwrap_or_else(|_| Err(ApiError::internal())),
+        Err(_) => Err(ApiError::internal()),
+    };
+    match result {
+        Ok(_) => respond::write(
+            out,
+            &Response { status: 200, body: b"{}", cache: None, keep_alive, head_only: false },
+            head.request_id,
+        ),
+        Err(err) => respond::write_error(out, &err, keep_alive, false, head.request_id),
     }
 }
 

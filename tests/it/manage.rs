@@ -251,3 +251,44 @@ fn ip_allowlist_uses_the_configured_client_ip_source() {
     assert_eq!(verify(Some("garbage"))["error_code"], "VERIFICATION_ERROR_IP_NOT_ALLOWED");
     assert_eq!(verify(None)["error_code"], "VERIFICATION_ERROR_IP_NOT_ALLOWED");
 }
+
+#[test]
+fn self_revocation() {
+    let dir = TempDir::new();
+    let yaml = config("memory", &secrets(SECRET), "")
+        .replace("    default_ttl: 720h\n", "    default_ttl: 720h\n    prefix:\n      public_current: pk_test\n");
+    let server = Server::start_with(&dir.path("talos.yaml"), &yaml, &[]);
+    let self_revoke = |credential: &str, reason: serde_json::Value| {
+        server.post("/v2alpha1/apiKeys:selfRevoke", &json!({"credential": credential, "reason": reason}))
+    };
+    let (key_id, secret) = server.issue(&json!({}));
+    self_revoke(&secret, json!("REVOCATION_REASON_PRIVILEGE_WITHDRAWN")).assert_error(400, "BAD_REQUEST");
+    self_revoke(&secret, json!("REVOCATION_REASON_UNSPECIFIED")).assert_error(400, "BAD_REQUEST");
+    self_revoke("", json!(1)).assert_error(400, "CREDENTIAL_REQUIRED");
+    self_revoke("eyJh.eyJ4.c2ln", json!(1)).assert_error(400, "DERIVED_TOKEN_NOT_REVOCABLE");
+    self_revoke("ory_ak_v1_x_y", json!(1)).assert_error(404, "API_KEY_NOT_FOUND");
+    assert_eq!(server.verify(&secret)["is_valid"], true, "refused requests change nothing");
+
+    let resp = self_revoke(&secret, json!("REVOCATION_REASON_KEY_COMPROMISE"));
+    assert_eq!((resp.status, resp.text.as_str()), (200, "{}"));
+    assert_eq!(server.verify(&secret)["error_code"], "VERIFICATION_ERROR_REVOKED");
+    let got = server.get(&format!("/v2alpha1/admin/issuedApiKeys/{key_id}")).json();
+    assert_eq!(got["revocation_reason"], "REVOCATION_REASON_KEY_COMPROMISE");
+    // Idempotent.
+    assert_eq!(self_revoke(&secret, json!(1)).status, 200);
+
+    // Public keys must be revoked by an admin.
+    let public = server.post("/v2alpha1/admin/issuedApiKeys", &json!({"visibility": "KEY_VISIBILITY_PUBLIC"}));
+    let public = public.json()["secret"].as_str().unwrap().to_owned();
+    self_revoke(&public, json!(1)).assert_error(403, "FORBIDDEN");
+    assert_eq!(server.verify(&public)["is_valid"], true);
+
+    // A key in a rotation grace period is revoked at once when its holder says so.
+    let (old_id, old_secret) = server.issue(&json!({}));
+    let rotated =
+        server.post(&format!("/v2alpha1/admin/issuedApiKeys/{old_id}:rotate"), &json!({"grace_period": "1h"}));
+    assert_eq!(rotated.status, 201);
+    assert_eq!(server.verify(&old_secret)["is_valid"], true);
+    assert_eq!(self_revoke(&old_secret, json!(1)).status, 200);
+    assert_eq!(server.verify(&old_secret)["error_code"], "VERIFICATION_ERROR_REVOKED");
+}

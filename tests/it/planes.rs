@@ -24,6 +24,10 @@ fn check_plane_serves_only_the_data_plane() {
         &json!({"reason": "REVOCATION_REASON_SUPERSEDED"}),
     );
     assert_eq!(resp.status, 204);
+    // Self-revocation belongs to the data plane.
+    admin
+        .post("/v2alpha1/apiKeys:selfRevoke", &json!({"credential": secret, "reason": 1}))
+        .assert_error(404, "NOT_FOUND");
     // The admin plane verifies too, reading the store.
     let admin_answer = admin.post("/v2alpha1/admin/apiKeys:verify", &json!({"credential": secret}));
     assert_eq!(admin_answer.header("ory-talos-cache"), Some("SKIP"));
@@ -37,6 +41,12 @@ fn check_plane_serves_only_the_data_plane() {
     assert_eq!(check_answer.json()["key_id"], key_id);
     assert_eq!(check.verify(&revoked)["error_code"], "VERIFICATION_ERROR_REVOKED");
     assert_eq!(check.get("/health/ready").json()["status"], "ok");
+    // JWKS is public (here: no signing keys configured).
+    check.get("/v2alpha1/derivedKeys/jwks.json").assert_error(500, "INTERNAL_SERVER_ERROR");
+    // Self-revocation writes through the store and the check plane rejects the key at once.
+    let resp = check.post("/v2alpha1/apiKeys:selfRevoke", &json!({"credential": secret, "reason": 1}));
+    assert_eq!((resp.status, resp.text.as_str()), (200, "{}"));
+    assert_eq!(check.verify(&secret)["error_code"], "VERIFICATION_ERROR_REVOKED");
     // Admin routes do not exist here.
     check.post("/v2alpha1/admin/issuedApiKeys", &json!({})).assert_error(404, "NOT_FOUND");
     check.get(&format!("/v2alpha1/admin/issuedApiKeys/{key_id}")).assert_error(404, "NOT_FOUND");

@@ -390,7 +390,14 @@ fn apply_field(record: &mut KeyRecord, field: &str, value: Option<&Value>) -> Re
     fn parse<T: serde::de::DeserializeOwned>(field: &str, value: Option<&Value>) -> Result<Option<T>, ApiError> {
         value
             .filter(|v| !v.is_null())
-            .map(|v| T::deserialize(v).map_err(|e| ApiError::bad_request(format!("invalid {field}: {e}"))))
+            .map(|v| {
+                T::deserialize(v).map_err(|e| {
+                    // serde may quote the value; never echo client data that could be a key.
+                    let e = e.to_string();
+                    let why = if e.contains('"') || e.contains('`') { "wrong type or value" } else { e.as_str() };
+                    ApiError::bad_request(format!("invalid {field}: {why}"))
+                })
+            })
             .transpose()
     }
     match field {

@@ -133,7 +133,7 @@ impl AdminService {
         let started = std::time::Instant::now();
         let request_id = respond::request_id(req.headers());
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        let path = loggable_path(req.uri().path());
         let mut resp = match self.route(req).await {
             Ok(resp) => resp,
             Err(err) => respond::error(&err),
@@ -154,7 +154,12 @@ impl AdminService {
     async fn route(&self, req: Request<Bytes>) -> Handled {
         let path = req.uri().path().to_owned();
         let state = &*self.state;
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // Exact matching: `//v2alpha1/admin/…` is not `/v2alpha1/admin/…` (an edge proxy that
+        // filters by prefix must not be bypassable with extra slashes).
+        let segments: Vec<&str> = path.strip_prefix('/').unwrap_or("").split('/').collect();
+        if segments.iter().any(|s| s.is_empty()) {
+            return Err(ApiError::route_not_found());
+        }
         let method = req.method().clone();
         // (allowed methods, handler) per path shape; a known path with another method is 405.
         match segments.as_slice() {
@@ -232,6 +237,27 @@ where
     }
 }
 
+/// The request path for the log, with the key-id segment replaced: a client that puts a key
+/// where its id belongs must not get the key logged.
+fn loggable_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        if i == 4 && !segment.is_empty() {
+            out.push_str("{key_id}");
+            if let Some((_, verb)) = segment.split_once(':') {
+                out.push(':');
+                out.push_str(verb);
+            }
+        } else {
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
 fn health_ok() -> Response<Bytes> {
     respond::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
 }
@@ -253,5 +279,8 @@ fn parse_body<T: serde::de::DeserializeOwned + Default>(req: &Request<Bytes>) ->
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request("invalid request body: expected a JSON object"));
+    }
+    serde_json::from_slice(body).map_err(|e| common::error::invalid_body(&e))
 }

@@ -18,6 +18,8 @@ use crate::{respond, AdminService, PeerAddr, MAX_BODY};
 
 /// Time a client has to send a request head (talos-api.md §1.4: read-header 5s).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause after a failed accept (e.g. EMFILE) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -50,13 +52,20 @@ pub async fn serve(listener: TcpListener, service: AdminService, shutdown: impl 
     // half_close: a client that shuts down its write side after the request still gets the answer.
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true).half_close(true);
     tokio::pin!(shutdown);
+    let mut last_accept_warning = None;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
+                        // Out of file descriptors (or similar): back off instead of spinning,
+                        // and say so at most once a second.
+                        if last_accept_warning.is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(1)) {
+                            tracing::warn!(error = %e, "accept failed; backing off");
+                            last_accept_warning = Some(std::time::Instant::now());
+                        }
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
                         continue;
                     }
                 };

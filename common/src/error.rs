@@ -99,6 +99,27 @@ impl ApiError {
     }
 }
 
+/// The 400 for a JSON body that does not parse. serde's own message can quote the offending
+/// value — a raw key, when a client sends one in the wrong place — so it is only kept when it
+/// quotes nothing.
+pub fn invalid_body(e: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Syntax => "malformed JSON".to_owned(),
+        Category::Eof => "truncated JSON".to_owned(),
+        Category::Data | Category::Io => {
+            let text = e.to_string();
+            let text = text.split(" at line ").next().unwrap_or("").to_owned();
+            if text.contains('"') || text.contains('`') {
+                "a field has the wrong type or value".to_owned()
+            } else {
+                text
+            }
+        }
+    };
+    ApiError::bad_request(format!("invalid request body: {what} (line {}, column {})", e.line(), e.column()))
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}: {}", self.status, self.reason, self.message)
@@ -110,6 +131,26 @@ impl std::error::Error for ApiError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalid_body_never_quotes_the_input() {
+        for body in [
+            r#"{"credential": "ory_ak_v1_secret"#,
+            r#"{"credential": {"k": "ory_ak_v1_secret"}}"#,
+            r#"{"credential": ["ory_ak_v1_secret"]}"#,
+            r#"[5, "ory_ak_v1_secret"]"#,
+        ] {
+            #[derive(serde::Deserialize, Debug)]
+            #[allow(dead_code)]
+            struct Body {
+                credential: Option<String>,
+            }
+            let e = serde_json::from_str::<Body>(body).unwrap_err();
+            let msg = invalid_body(&e).message;
+            assert!(!msg.contains("ory_ak"), "{msg}");
+            assert!(msg.starts_with("invalid request body: "), "{msg}");
+        }
+    }
 
     #[test]
     fn envelope_shape() {

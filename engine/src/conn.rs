@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::error::ApiError;
@@ -28,8 +28,11 @@ const READ_BUF: usize = 16 * 1024;
 const WRITE_BUF: usize = 16 * 1024;
 /// A keep-alive connection idle this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// A started request must arrive completely within this time (slowloris bound).
+/// A started request must arrive completely within this time of its first byte (slowloris
+/// bound; talos-api.md §1.4 read timeout).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest encoded body buffered: chunk framing may add overhead to the 1 MiB decoded limit.
+const MAX_ENCODED_BODY: usize = 4 * MAX_BODY;
 
 const VERIFY: &[u8] = b"/v2alpha1/admin/apiKeys:verify";
 const BATCH_VERIFY: &[u8] = b"/v2alpha1/admin/apiKeys:batchVerify";
@@ -46,17 +49,31 @@ enum Next {
     Close,
 }
 
+/// A chunked body being received across reads: the decoder's state and how much of the encoded
+/// body it has consumed, so each byte is decoded once however the body arrives.
+struct ChunkedProgress {
+    decoder: ChunkedDecoder,
+    consumed: usize,
+}
+
+fn framing_error(e: parse::FramingError) -> ApiError {
+    ApiError::new(e.status(), status_code_name(e.status()), reason(e.reason()), e.message())
+}
+
 pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) {
     let _ = stream.set_nodelay(true);
     let mut rbuf: Vec<u8> = Vec::with_capacity(READ_BUF);
     let mut wbuf: Vec<u8> = Vec::with_capacity(WRITE_BUF);
     let mut chunked_body: Vec<u8> = Vec::new();
+    let mut chunked: Option<ChunkedProgress> = None;
     let mut start = 0usize;
     let mut busy = Busy { shared: &shared, counted: false };
     // Whether `100 Continue` went out for the request being received (RFC 9110 §10.1.1).
     let mut continue_sent = false;
+    // When the first byte of the request being received arrived: the request must be complete
+    // within REQUEST_TIMEOUT of it, however slowly its bytes drip in.
+    let mut request_started: Option<Instant> = None;
     loop {
-        busy.set(true);
         // Answer every complete request already buffered.
         let mut next = Next::Continue;
         loop {
@@ -65,8 +82,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
                 Ok(Some(head)) => head,
                 Ok(None) => break,
                 Err(e) => {
-                    let err = ApiError::new(e.status(), status_code_name(e.status()), reason(e.reason()), e.message());
-                    respond::write_error(&mut wbuf, &err, false, false, None);
+                    respond::write_error(&mut wbuf, &framing_error(e), false, false, None);
                     next = Next::Close;
                     break;
                 }
@@ -85,11 +101,19 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
                     (&rbuf[body_start..body_start + n], head.head_len + n)
                 }
                 BodyFraming::Chunked => {
-                    chunked_body.clear();
-                    let mut decoder = ChunkedDecoder::new();
-                    match decoder.decode(&rbuf[body_start..], &mut chunked_body) {
-                        Ok((used, true)) => (&chunked_body[..], head.head_len + used),
-                        Ok((_, false)) => {
+                    let progress = chunked.get_or_insert_with(|| {
+                        chunked_body.clear();
+                        ChunkedProgress { decoder: ChunkedDecoder::new(), consumed: 0 }
+                    });
+                    let from = body_start + progress.consumed;
+                    match progress.decoder.decode(&rbuf[from..], &mut chunked_body) {
+                        Ok((used, true)) => {
+                            let total = progress.consumed + used;
+                            chunked = None;
+                            (&chunked_body[..], head.head_len + total)
+                        }
+                        Ok((used, false)) => {
+                            progress.consumed += used;
                             if head.expect_continue && !continue_sent {
                                 wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                                 continue_sent = true;
@@ -97,23 +121,20 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
                             break;
                         }
                         Err(e) => {
-                            let err = ApiError::new(
-                                e.status(),
-                                status_code_name(e.status()),
-                                reason(e.reason()),
-                                e.message(),
-                            );
-                            respond::write_error(&mut wbuf, &err, false, false, head.request_id);
+                            respond::write_error(&mut wbuf, &framing_error(e), false, false, head.request_id);
                             next = Next::Close;
                             break;
                         }
                     }
                 }
             };
+            // Inside a request: shutdown waits for this answer.
+            busy.set(true);
             let keep_alive = head.keep_alive && !shared.shutting_down();
             next = answer(&shared, &head, &headers[..head.header_count], body, peer, keep_alive, &mut wbuf).await;
             start += consumed;
             continue_sent = false;
+            request_started = None;
             if next == Next::Close {
                 break;
             }
@@ -126,6 +147,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
                 return;
             }
         }
+        busy.set(false);
         if next == Next::Close {
             return;
         }
@@ -134,19 +156,36 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
             rbuf.drain(..start);
             start = 0;
         }
-        if rbuf.len() == rbuf.capacity() {
-            if rbuf.len() >= MAX_HEAD + MAX_BODY * 2 {
-                // The parser bounds heads and bodies; a buffer this full cannot hold a valid request.
+        if rbuf.is_empty() {
+            if shared.shutting_down() {
+                return;
+            }
+            // Give back what one large request made the buffer grow to.
+            if rbuf.capacity() > 4 * READ_BUF {
+                rbuf = Vec::with_capacity(READ_BUF);
+            }
+        } else if rbuf.len() == rbuf.capacity() {
+            if rbuf.len() >= MAX_HEAD + MAX_ENCODED_BODY {
+                // The parser bounds the head; a body encoded this large is refused outright.
+                respond::write_error(&mut wbuf, &ApiError::payload_too_large(), false, false, None);
+                let _ = stream.write_all(wbuf).await;
                 return;
             }
             rbuf.reserve(rbuf.capacity());
         }
-        // Between requests the connection holds no client work: shutdown may drop it.
-        busy.set(!rbuf.is_empty());
-        if rbuf.is_empty() && shared.shutting_down() {
+        let timeout = if rbuf.is_empty() {
+            IDLE_TIMEOUT
+        } else {
+            let started = *request_started.get_or_insert_with(Instant::now);
+            REQUEST_TIMEOUT.saturating_sub(started.elapsed())
+        };
+        if timeout.is_zero() {
+            let err =
+                ApiError::new(408, "DEADLINE_EXCEEDED", "REQUEST_TIMEOUT", "The request was not received in time");
+            respond::write_error(&mut wbuf, &err, false, false, None);
+            let _ = stream.write_all(wbuf).await;
             return;
         }
-        let timeout = if rbuf.is_empty() { IDLE_TIMEOUT } else { REQUEST_TIMEOUT };
         let filled = rbuf.len();
         let cap = rbuf.capacity();
         let read = monoio::time::timeout(timeout, stream.read(rbuf.slice_mut(filled..cap))).await;
@@ -156,12 +195,12 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
                 if n == 0 {
                     return;
                 }
+                if filled == 0 {
+                    request_started = Some(Instant::now());
+                }
             }
-            Ok((Err(_), _)) => return,
-            Err(_elapsed) => {
-                // The read future (and with it the buffer) is gone: nothing to flush on a timeout.
-                return;
-            }
+            // A read error, or the idle/request deadline passed: nothing more to answer.
+            Ok((Err(_), _)) | Err(_) => return,
         }
     }
 }
@@ -331,7 +370,7 @@ async fn self_revoke(shared: &Shared, head: &RequestHead<'_>, body: &[u8], keep_
         match serde_json::from_slice(body) {
             Ok(r) => r,
             Err(e) => {
-                let err = ApiError::bad_request(format!("invalid request body: {e}"));
+                let err = common::error::invalid_body(&e);
                 return respond::write_error(out, &err, keep_alive, false, head.request_id);
             }
         }

@@ -168,6 +168,9 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// Pause after a failed accept (e.g. EMFILE) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
 async fn worker(listener: std::net::TcpListener, shared: Rc<Shared>) {
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -176,6 +179,7 @@ async fn worker(listener: std::net::TcpListener, shared: Rc<Shared>) {
             return;
         }
     };
+    let mut last_accept_warning: Option<Instant> = None;
     loop {
         if shared.shutting_down() {
             break;
@@ -189,7 +193,15 @@ async fn worker(listener: std::net::TcpListener, shared: Rc<Shared>) {
                 Ok((stream, peer)) => {
                     monoio::spawn(conn::serve(stream, peer, shared.clone()));
                 }
-                Err(e) => tracing::warn!(error = %e, "accept failed"),
+                Err(e) => {
+                    // Out of file descriptors (or similar): back off instead of spinning, and
+                    // say so at most once a second.
+                    if last_accept_warning.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {
+                        tracing::warn!(error = %e, "accept failed; backing off");
+                        last_accept_warning = Some(Instant::now());
+                    }
+                    monoio::time::sleep(ACCEPT_BACKOFF).await;
+                }
             },
             () = stop => break,
         }

@@ -100,17 +100,23 @@ struct VerifyBody<'a> {
 }
 
 fn bad_body(e: serde_json::Error) -> ApiError {
-    ApiError::bad_request(format!("invalid request body: {e}"))
+    common::error::invalid_body(&e)
 }
 
-fn is_blank(body: &[u8]) -> bool {
-    body.iter().all(u8::is_ascii_whitespace)
+/// An empty body reads as `{}`; anything else must be a JSON object (protojson accepts no
+/// other shape for a message).
+fn is_blank(body: &[u8]) -> Result<bool, ApiError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => Ok(true),
+        Some(b'{') => Ok(false),
+        Some(_) => Err(ApiError::bad_request("invalid request body: expected a JSON object")),
+    }
 }
 
 /// `POST /v2alpha1/admin/apiKeys:verify`; returns the extra header lines of the answer.
 pub fn verify<'a>(source: &Source<'a>, body: &[u8], out: &mut Vec<u8>) -> Result<Cow<'a, [u8]>, ApiError> {
     let request: VerifyBody<'_> =
-        if is_blank(body) { VerifyBody::default() } else { serde_json::from_slice(body).map_err(bad_body)? };
+        if is_blank(body)? { VerifyBody::default() } else { serde_json::from_slice(body).map_err(bad_body)? };
     let credential = request.credential.as_deref().unwrap_or("");
     source.answer(credential, request.expected_audiences.as_deref().unwrap_or_default(), clock::now(), out)
 }
@@ -121,7 +127,14 @@ pub fn batch_verify<'a>(source: &Source<'a>, body: &[u8], out: &mut Vec<u8>) -> 
     let start = out.len();
     out.extend_from_slice(BATCH_OPEN);
     let mut ctx = Batch { source, out, now: clock::now(), count: 0, failure: None };
-    let parsed = if is_blank(body) {
+    let blank = match is_blank(body) {
+        Ok(blank) => blank,
+        Err(e) => {
+            out.truncate(start);
+            return Err(e);
+        }
+    };
+    let parsed = if blank {
         Ok(())
     } else {
         let mut de = serde_json::Deserializer::from_slice(body);

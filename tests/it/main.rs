@@ -1,6 +1,7 @@
 //! Black-box integration tests: the real `talos` binary over real sockets.
 
 mod derive;
+mod framing;
 mod harness;
 mod manage;
 mod planes;

@@ -161,6 +161,13 @@ fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
     let addr = listen_addr(&config)?;
     let verifier = common::verify::Verifier::new(&config).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let store = open_store(&config)?;
+    let last_used = &config.last_used;
+    let verifier = verifier.with_last_used(common::last_used::LastUsed::start(
+        store.clone(),
+        last_used.queue_size,
+        last_used.flush_size,
+        last_used.flush_interval,
+    ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("talos-admin")

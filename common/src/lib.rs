@@ -10,6 +10,7 @@ pub mod config;
 pub mod duration;
 pub mod error;
 pub mod key;
+pub mod last_used;
 pub mod macaroon;
 pub mod model;
 pub mod page_token;

@@ -342,6 +342,13 @@ impl DerivedTokens {
         Ok(derived)
     }
 
+    #[cfg(test)]
+    fn with_issuer_for_test(mut self, issuer: &str, retired: Vec<(String, Option<i64>)>) -> Self {
+        self.issuer = issuer.to_owned();
+        self.issuers = std::iter::once((issuer.to_owned(), None)).chain(retired).collect();
+        self
+    }
+
     /// The public JWKS (`GET /v2alpha1/derivedKeys/jwks.json`); `None` when there is no key.
     pub fn public_jwks(&self) -> Option<Value> {
         let keys: Vec<Value> = self.keys.iter().map(Jwk::public_jwk).collect();
@@ -524,4 +531,117 @@ fn render_valid(claims: &Claims) -> Vec<u8> {
         v.insert("audiences".into(), claims.aud.clone().into());
     }
     serde_json::to_vec(&Value::Object(v)).expect("a JSON value serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn tokens(extra: &str) -> DerivedTokens {
+        let jwks = generate_jwks(false, "k1").unwrap();
+        let yaml = format!(
+            "credentials:\n  issuer: https://issuer.test\n  clock_skew: 30s\n{extra}  derived_tokens:\n    jwt:\n      signing_keys:\n        urls: [\"{}\"]\n\
+             secrets:\n  hmac:\n    current: \"token-test-secret-0123456789abcdefghij\"\ndb:\n  dsn: memory\n",
+            jwks_url(&jwks)
+        );
+        let (config, _) = Config::from_yaml_str(&yaml, &Vec::<(String, String)>::new()).unwrap();
+        let keyring = Keyring::new(config.secrets.hmac.current.expose().as_bytes(), []);
+        DerivedTokens::new(&config, &keyring).unwrap()
+    }
+
+    fn derivation(macaroon: bool, ttl_secs: i64) -> Derivation<'static> {
+        Derivation {
+            macaroon,
+            parent_key_id: "00000000-0000-4000-8000-000000000001",
+            actor_id: "actor",
+            scopes: vec!["read".into()],
+            metadata: Map::new(),
+            visibility: Visibility::Secret,
+            allowed_cidrs: vec![],
+            audiences: vec![],
+            custom_claims: Map::new(),
+            ttl_secs,
+        }
+    }
+
+    fn at(secs: i64) -> Nanos {
+        secs * NANOS_PER_SEC
+    }
+
+    #[test]
+    fn jwt_expiry_boundary_uses_exactly_the_clock_skew() {
+        let t = tokens("");
+        let (jwt, claims) = t.derive(derivation(false, 60), at(NOW)).unwrap();
+        assert_eq!(claims.exp, NOW + 60);
+        let check = |secs| t.verify(&jwt, false, &[], at(secs), None).map(|_| ());
+        assert_eq!(check(NOW), Ok(()));
+        // Valid until exp + skew (exclusive), then SIGNATURE_INVALID.
+        assert_eq!(check(NOW + 60 + 29), Ok(()));
+        assert_eq!(check(NOW + 60 + 30), Err(Rejection::SignatureInvalid));
+        // Not before nbf - skew.
+        assert_eq!(check(NOW - 30), Ok(()));
+        assert_eq!(check(NOW - 31), Err(Rejection::SignatureInvalid));
+    }
+
+    #[test]
+    fn macaroon_expiry_is_strict() {
+        let t = tokens("");
+        let (token, _) = t.derive(derivation(true, 60), at(NOW)).unwrap();
+        let check = |secs| t.verify(&token, true, &[], at(secs), None).map(|_| ());
+        assert_eq!(check(NOW + 59), Ok(()));
+        assert_eq!(check(NOW + 60), Err(Rejection::SignatureInvalid));
+        assert_eq!(check(NOW - 30), Ok(()));
+        assert_eq!(check(NOW - 31), Err(Rejection::SignatureInvalid));
+    }
+
+    #[test]
+    fn tokens_from_another_deployment_fail() {
+        let (jwt, _) = tokens("").derive(derivation(false, 60), at(NOW)).unwrap();
+        let (mac, _) = tokens("").derive(derivation(true, 60), at(NOW)).unwrap();
+        // Another JWKS (kid k1 again, different key): the signature fails. The macaroon shares the
+        // HMAC secret, so it verifies — the root key is what binds it.
+        let other = tokens("");
+        assert_eq!(other.verify(&jwt, false, &[], at(NOW), None).map(|_| ()), Err(Rejection::SignatureInvalid));
+        assert!(other.verify(&mac, true, &[], at(NOW), None).is_ok());
+    }
+
+    #[test]
+    fn retired_issuer_still_verifies_until_it_expires() {
+        let old = tokens("");
+        let (mac, _) = old.derive(derivation(true, 600), at(NOW)).unwrap();
+        let moved =
+            tokens("").with_issuer_for_test("https://new.test", vec![("https://issuer.test".into(), Some(NOW + 10))]);
+        assert!(moved.verify(&mac, true, &[], at(NOW + 9), None).is_ok());
+        assert_eq!(moved.verify(&mac, true, &[], at(NOW + 10), None).map(|_| ()), Err(Rejection::SignatureInvalid));
+    }
+
+    #[test]
+    fn acl_and_audiences() {
+        let t = tokens("");
+        let mut d = derivation(false, 60);
+        d.allowed_cidrs = vec!["10.0.0.0/8".into()];
+        d.audiences = vec!["api".into()];
+        let (jwt, _) = t.derive(d, at(NOW)).unwrap();
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert!(t.verify(&jwt, false, &["api"], at(NOW), ip("10.1.1.1")).is_ok());
+        assert_eq!(t.verify(&jwt, false, &["api"], at(NOW), ip("11.1.1.1")).map(|_| ()), Err(Rejection::IpNotAllowed));
+        assert_eq!(t.verify(&jwt, false, &[], at(NOW), ip("10.1.1.1")).map(|_| ()), Err(Rejection::AudienceMismatch));
+    }
+
+    #[test]
+    fn bad_jwks_urls_are_named_without_key_material() {
+        for url in ["https://example.com/jwks.json", "base64://not-base64!", "base64://e30="] {
+            let yaml = format!(
+                "credentials:\n  issuer: i\n  derived_tokens:\n    jwt:\n      signing_keys:\n        urls: [\"{url}\"]\n\
+                 secrets:\n  hmac:\n    current: \"token-test-secret-0123456789abcdefghij\"\n"
+            );
+            let Ok((config, _)) = Config::from_yaml_str(&yaml, &Vec::<(String, String)>::new()) else { continue };
+            let keyring = Keyring::new(b"token-test-secret-0123456789abcdefghij", []);
+            let err = DerivedTokens::new(&config, &keyring).unwrap_err();
+            assert!(err.starts_with("credentials.derived_tokens.jwt.signing_keys.urls[0]: "), "{err}");
+        }
+    }
 }

@@ -10,6 +10,7 @@
 //! Both stages are allocation-free: valid answers are rendered once, when the entry is built.
 
 use std::net::IpAddr;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -19,6 +20,7 @@ use uuid::Uuid;
 use crate::clock::{format_rfc3339, secs, Nanos};
 use crate::config::{ClientIpSource, Config};
 use crate::key::{self, Keyring, ParsedKey, NIL_NID};
+use crate::last_used::LastUsed;
 use crate::model::{KeyKind, KeyRecord, KeyStatus};
 use crate::token::DerivedTokens;
 
@@ -101,7 +103,7 @@ impl Rejection {
 }
 
 /// What to look up for a credential that passed the CPU checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LookupId {
     Issued(Uuid),
     /// SHA-512/256 of nid and raw key.
@@ -126,8 +128,11 @@ impl LookupId {
 }
 
 /// Everything verification needs of one key, with the valid answer pre-rendered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct VerifyEntry {
+    pub id: LookupId,
+    /// The UTC day (`last_used::day_of`) of the last recorded use; see `last_used`.
+    pub last_used_day: AtomicI64,
     /// When the key stops verifying as revoked; `None` while it is not revoked. A key rotated
     /// with a grace period is revoked at the end of the grace period.
     pub revoked_at: Option<Nanos>,
@@ -161,7 +166,13 @@ impl VerifyEntry {
         if !allowed_cidrs.is_empty() {
             valid_headers.push_str("cache-control: no-store\r\n");
         }
+        let id = match record.kind {
+            KeyKind::Issued => LookupId::Issued(Uuid::parse_str(&record.key_id).unwrap_or_default()),
+            KeyKind::Imported => LookupId::Imported(key::parse_hex32(&record.key_id).unwrap_or_default()),
+        };
         Self {
+            id,
+            last_used_day: AtomicI64::new(record.last_used_time.map_or(i64::MIN, crate::last_used::day_of)),
             revoked_at,
             expire_time: record.expire_time,
             allowed_cidrs,
@@ -285,6 +296,8 @@ pub struct Verifier {
     pub client_ip_source: ClientIpSource,
     /// Derived-token minting and offline verification.
     pub derived: Arc<DerivedTokens>,
+    /// Records successful verifications (`last_used_time`), when set.
+    last_used: Option<Arc<LastUsed>>,
 }
 
 /// A successful verification: a key's entry (pre-rendered) or a derived token's answer.
@@ -328,6 +341,7 @@ impl Verifier {
         let derived = Arc::new(DerivedTokens::new(config, &keyring)?);
         Ok(Self {
             derived,
+            last_used: None,
             keyring,
             allowed_prefixes,
             max_ttl_secs: i64::try_from(config.credentials.api_keys.max_ttl.as_secs()).unwrap_or(i64::MAX),
@@ -339,6 +353,12 @@ impl Verifier {
                 .collect(),
             client_ip_source: config.serve.client_ip_source,
         })
+    }
+
+    /// Record `last_used_time` for keys this verifier accepts.
+    pub fn with_last_used(mut self, last_used: Arc<LastUsed>) -> Self {
+        self.last_used = Some(last_used);
+        self
     }
 
     pub fn route<'a>(&self, credential: &'a str) -> Route<'a> {
@@ -398,6 +418,9 @@ impl Verifier {
         if !expected_audiences.is_empty() {
             return Err(Rejection::AudienceMismatch);
         }
+        if let Some(last_used) = &self.last_used {
+            last_used.touch(entry, now);
+        }
         Ok(Answer::Key(entry))
     }
 }
@@ -425,6 +448,8 @@ mod tests {
 
     fn entry(revoked_at: Option<Nanos>, expire_time: Nanos, cidrs: &[&str]) -> VerifyEntry {
         VerifyEntry {
+            id: LookupId::Issued(Uuid::nil()),
+            last_used_day: AtomicI64::new(0),
             revoked_at,
             expire_time,
             allowed_cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),

@@ -43,6 +43,7 @@ pub fn config(dsn: &str, secrets_yaml: &str, extra: &str) -> String {
          secrets:\n  hmac:\n{secrets_yaml}\n\
          db:\n  dsn: \"{dsn}\"\n\
          snapshot:\n  refresh_interval: 50ms\n\
+         last_used:\n  flush_interval: 50ms\n\
          log:\n  level: info\n  format: text\n{extra}"
     )
 }

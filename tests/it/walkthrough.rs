@@ -398,3 +398,19 @@ fn page_size_defaults_and_clamps() {
     assert_eq!(all("page_size=100000"), 3);
     assert_eq!(all("page_size=1"), 1);
 }
+
+#[test]
+fn last_used_time_is_recorded_off_the_hot_path() {
+    let server = Server::start();
+    let (key_id, secret) = server.issue(&json!({}));
+    let path = format!("/v2alpha1/admin/issuedApiKeys/{key_id}");
+    assert!(server.get(&path).json().get("last_used_time").is_none());
+    assert_eq!(server.verify(&secret)["is_valid"], true);
+    let recorded = eventually(Duration::from_secs(10), || server.get(&path).json().get("last_used_time").cloned());
+    // Once per key per day: more verifications do not move it.
+    for _ in 0..5 {
+        assert_eq!(server.verify(&secret)["is_valid"], true);
+    }
+    std::thread::park_timeout(Duration::from_millis(300));
+    assert_eq!(server.get(&path).json()["last_used_time"], recorded);
+}

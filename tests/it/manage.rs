@@ -292,3 +292,46 @@ fn self_revocation() {
     assert_eq!(self_revoke(&old_secret, json!(1)).status, 200);
     assert_eq!(server.verify(&old_secret)["error_code"], "VERIFICATION_ERROR_REVOKED");
 }
+
+#[test]
+fn prefix_and_secret_rotation_keep_old_credentials_working() {
+    let dir = TempDir::new();
+    let dsn = dir.path("talos.redb");
+    let dsn = dsn.to_str().unwrap();
+    let config_path = dir.path("talos.yaml");
+    let with_prefix = |yaml: String, prefix: &str| {
+        yaml.replace("    default_ttl: 720h\n", &format!("    default_ttl: 720h\n    prefix:\n{prefix}"))
+    };
+    let first = with_prefix(config(dsn, &secrets(SECRET), ""), "      current: old_ak\n");
+    let server = Server::start_with(&config_path, &first, &[]);
+    let (_, key) = server.issue(&json!({"scopes": ["read"]}));
+    assert!(key.starts_with("old_ak_v1_"));
+    let macaroon = server
+        .post("/v2alpha1/admin/apiKeys:derive", &json!({"credential": key, "algorithm": "TOKEN_ALGORITHM_MACAROON"}))
+        .json()["token"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(server.terminate().code(), Some(0));
+
+    // New prefix and secret; the old ones retired: everything made before still verifies.
+    let rotated_secrets = format!("    current: \"{OTHER_SECRET}\"\n    retired:\n      - \"{SECRET}\"");
+    let second = with_prefix(config(dsn, &rotated_secrets, ""), "      current: new_ak\n      retired: [old_ak]\n");
+    let server = Server::start_with(&config_path, &second, &[]);
+    assert_eq!(server.verify(&key)["is_valid"], true);
+    assert_eq!(server.verify(&macaroon)["is_valid"], true);
+    let (_, new_key) = server.issue(&json!({}));
+    assert!(new_key.starts_with("new_ak_v1_"));
+    assert_eq!(server.terminate().code(), Some(0));
+
+    // Without the retired prefix, the old key reads as not found (same secret list).
+    let third = with_prefix(config(dsn, &rotated_secrets, ""), "      current: new_ak\n");
+    let server = Server::start_with(&config_path, &third, &[]);
+    assert_eq!(server.verify(&key)["error_code"], "VERIFICATION_ERROR_NOT_FOUND");
+    assert_eq!(server.verify(&new_key)["is_valid"], true);
+    // Without the retired secret, the macaroon no longer verifies.
+    let fourth = with_prefix(config(dsn, &secrets(OTHER_SECRET), ""), "      current: new_ak\n");
+    drop(server);
+    let server = Server::start_with(&config_path, &fourth, &[]);
+    assert_eq!(server.verify(&macaroon)["error_code"], "VERIFICATION_ERROR_SIGNATURE_INVALID");
+}

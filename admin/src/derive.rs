@@ -116,7 +116,7 @@ pub async fn derive(state: &AdminState, req: &Request<Bytes>) -> Handled {
         StatusCode::OK,
         &json!({ "token": {
             "token": token,
-            "expire_time": clock::format_rfc3339(claims.exp.saturating_mul(clock::NANOS_PER_SEC)),
+            "expire_time": clock::format_rfc3339(claims.exp.unwrap_or_default().saturating_mul(clock::NANOS_PER_SEC)),
             "scopes": scopes,
             "claims": shown,
             "audiences": audiences,

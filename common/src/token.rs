@@ -41,20 +41,32 @@ const MACAROON_ROOT_KEY_LABEL: &[u8] = b"talos/macaroon/v1/root-key";
 /// Largest derived token (§2.4).
 pub const MAX_TOKEN_LEN: usize = 8192;
 
-/// The claims of a derived token. Unknown claims are the custom ones.
+/// The claims of a derived token. Unknown claims are the custom ones. Only `iss` is required
+/// of a token we verify: as in the reference, `exp`/`nbf` are checked when set, `akid` falls back
+/// to `sub`, and `tty` is checked when present — a validly signed token is not refused for a
+/// claim it may omit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Claims {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub jti: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sub: String,
     pub iss: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "string_or_list")]
     pub aud: Vec<String>,
-    pub iat: i64,
-    pub exp: i64,
-    pub nbf: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    #[serde(default)]
     pub nid: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub akid: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub pid: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub tty: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub oid: String,
@@ -62,6 +74,7 @@ pub struct Claims {
     pub scp: Vec<String>,
     #[serde(default)]
     pub meta: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub vis: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acl: Vec<String>,
@@ -384,9 +397,9 @@ impl DerivedTokens {
             sub: d.parent_key_id.to_owned(),
             iss: self.issuer.clone(),
             aud: d.audiences,
-            iat: now_secs,
-            exp: now_secs.saturating_add(d.ttl_secs),
-            nbf: now_secs,
+            iat: Some(now_secs),
+            exp: Some(now_secs.saturating_add(d.ttl_secs)),
+            nbf: Some(now_secs),
             nid: NIL_NID.to_owned(),
             akid: d.parent_key_id.to_owned(),
             pid: d.parent_key_id.to_owned(),
@@ -476,12 +489,12 @@ impl DerivedTokens {
         // Wrongly typed claims (e.g. `exp` as a string) fail like a bad signature.
         let claims: Claims = serde_json::from_value(raw).map_err(|_| Rejection::SignatureInvalid)?;
         if !self.issuer_allowed(&claims.iss, now_secs)
-            || now_secs >= claims.exp.saturating_add(self.skew_secs)
-            || claims.nbf > now_secs.saturating_add(self.skew_secs)
+            || claims.exp.is_some_and(|exp| now_secs >= exp.saturating_add(self.skew_secs))
+            || claims.nbf.is_some_and(|nbf| nbf > now_secs.saturating_add(self.skew_secs))
         {
             return Err(Rejection::SignatureInvalid);
         }
-        if claims.tty != TOKEN_TYPE {
+        if !claims.tty.is_empty() && claims.tty != TOKEN_TYPE {
             return Err(Rejection::InvalidFormat);
         }
         if claims.nid != NIL_NID {
@@ -522,7 +535,9 @@ fn render_valid(claims: &Claims) -> Vec<u8> {
     }
     v.insert("scopes".into(), claims.scp.clone().into());
     v.insert("metadata".into(), metadata.into());
-    v.insert("expire_time".into(), format_rfc3339(claims.exp.saturating_mul(NANOS_PER_SEC)).into());
+    if let Some(exp) = claims.exp {
+        v.insert("expire_time".into(), format_rfc3339(exp.saturating_mul(NANOS_PER_SEC)).into());
+    }
     v.insert("status".into(), "KEY_STATUS_ACTIVE".into());
     let vis = if claims.vis == "public" { Visibility::Public } else { Visibility::Secret };
     v.insert("visibility".into(), vis.as_str().into());
@@ -575,7 +590,7 @@ mod tests {
     fn jwt_expiry_boundary_uses_exactly_the_clock_skew() {
         let t = tokens("");
         let (jwt, claims) = t.derive(derivation(false, 60), at(NOW)).unwrap();
-        assert_eq!(claims.exp, NOW + 60);
+        assert_eq!(claims.exp, Some(NOW + 60));
         let check = |secs| t.verify(&jwt, false, &[], at(secs), None).map(|_| ());
         assert_eq!(check(NOW), Ok(()));
         // Valid until exp + skew (exclusive), then SIGNATURE_INVALID.

@@ -370,7 +370,12 @@ impl Verifier {
         if credential.is_empty() || credential.len() > MAX_CREDENTIAL_LEN {
             return Err(Rejection::InvalidFormat);
         }
-        let parsed = match self.route(credential) {
+        self.lookup_id(credential, self.route(credential), now)
+    }
+
+    /// The CPU checks of a routed credential (talos-api.md §4.8 step 4).
+    fn lookup_id(&self, credential: &str, route: Route<'_>, now: Nanos) -> Result<LookupId, Rejection> {
+        let parsed = match route {
             Route::Issued(parsed) => parsed,
             Route::Imported => return Ok(LookupId::Imported(key::imported_key_id(NIL_NID, credential.as_bytes()))),
             // Derived tokens are verified offline by `derived`, never looked up.
@@ -396,24 +401,20 @@ impl Verifier {
         client_ip: Option<IpAddr>,
         lookup: impl FnOnce(LookupId) -> Option<&'e VerifyEntry>,
     ) -> Result<Answer<'e>, Rejection> {
-        if !credential.is_empty() && credential.len() <= MAX_CREDENTIAL_LEN {
-            match self.route(credential) {
-                Route::Jwt => {
-                    return self
-                        .derived
-                        .verify(credential, false, expected_audiences, now, client_ip)
-                        .map(Answer::Derived)
-                }
-                Route::Macaroon => {
-                    return self
-                        .derived
-                        .verify(credential, true, expected_audiences, now, client_ip)
-                        .map(Answer::Derived)
-                }
-                Route::Issued(_) | Route::Imported => {}
-            }
+        if credential.is_empty() || credential.len() > MAX_CREDENTIAL_LEN {
+            return Err(Rejection::InvalidFormat);
         }
-        let id = self.precheck(credential, now)?;
+        let route = self.route(credential);
+        let id = match route {
+            Route::Jwt | Route::Macaroon => {
+                let macaroon = matches!(route, Route::Macaroon);
+                return self
+                    .derived
+                    .verify(credential, macaroon, expected_audiences, now, client_ip)
+                    .map(Answer::Derived);
+            }
+            Route::Issued(_) | Route::Imported => self.lookup_id(credential, route, now)?,
+        };
         let entry = judge(lookup(id), now, client_ip)?;
         if !expected_audiences.is_empty() {
             return Err(Rejection::AudienceMismatch);

@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
 # SDK-compatibility test: start a talos binary on a free loopback port with an
 # in-memory store and run tests/sdk (the official `ory-client` Python SDK) against it.
+# The config carries a freshly generated Ed25519 JWKS (`talos jwk`) for derived JWTs.
+#
+# Exported to pytest: TALOS_URL, TALOS_ISSUER (credentials.issuer),
+# TALOS_HMAC_SECRET (secrets.hmac.current), TALOS_JWKS_URL (the base64:// JWKS
+# URL holding the private signing key), so that tests/sdk/test_tokens.py can check
+# the token formats independently of talos, and TALOS_PUBLIC_PREFIX
+# (credentials.api_keys.prefix.public_current).
 #
 # usage: tests/sdk/run.sh path/to/talos-binary
 #
@@ -84,15 +91,33 @@ print(s.getsockname()[1])
 s.close()')"
 BASE_URL="http://127.0.0.1:$PORT"
 
+ISSUER="$BASE_URL"
+HMAC_SECRET="sdk-test-secret-0123456789abcdef0123456789"
+PUBLIC_PREFIX="pk_sdk"   # credentials.api_keys.prefix.public_current, for PUBLIC keys
+# A fresh Ed25519 signing key (kid sdk-ed25519) for derived JWTs, as a
+# base64:// URL of a JWKS holding the private key. test_tokens.py decodes the
+# same URL to sign its own JWTs.
+JWKS_URL="$("$BIN" jwk --url-only --kid sdk-ed25519)"
+if [[ "$JWKS_URL" != base64://* ]]; then
+    echo "run.sh: '$BIN jwk --url-only' printed no base64:// URL: $JWKS_URL" >&2
+    exit 1
+fi
+
 CONFIG="$TMP_DIR/config.yaml"
 cat > "$CONFIG" <<EOF
 serve:
   http: { host: 127.0.0.1, port: $PORT }
 credentials:
-  issuer: $BASE_URL
-  api_keys: { default_ttl: 720h }
+  issuer: "$ISSUER"
+  api_keys:
+    default_ttl: 720h
+    prefix: { public_current: "$PUBLIC_PREFIX" }
+  derived_tokens:
+    jwt:
+      signing_keys:
+        urls: ["$JWKS_URL"]
 secrets:
-  hmac: { current: "sdk-test-secret-0123456789abcdef0123456789" }
+  hmac: { current: "$HMAC_SECRET" }
 db: { dsn: memory }
 log: { level: info, format: text }
 EOF
@@ -131,7 +156,9 @@ EOF
 # --- run the tests ------------------------------------------------------------
 set +e
 # shellcheck disable=SC2086
-PYTHONDONTWRITEBYTECODE=1 TALOS_URL="$BASE_URL" TALOS_ISSUER="$BASE_URL" \
+PYTHONDONTWRITEBYTECODE=1 TALOS_URL="$BASE_URL" TALOS_ISSUER="$ISSUER" \
+    TALOS_HMAC_SECRET="$HMAC_SECRET" TALOS_JWKS_URL="$JWKS_URL" \
+    TALOS_PUBLIC_PREFIX="$PUBLIC_PREFIX" \
     "$VPY" -m pytest -q -p no:cacheprovider tests/sdk ${PYTEST_ARGS:-}
 PYTEST_RC=$?
 set -e

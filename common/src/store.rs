@@ -125,9 +125,9 @@ pub trait Store: Send + Sync + 'static {
     fn ping(&self) -> Result<(), StoreError>;
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    //! The behaviour every backend must show; each backend's tests call [`suite`].
+pub mod conformance {
+    //! The behaviour every backend must show; each backend's tests call [`suite`] on a fresh,
+    //! empty store. Public so that backends in other crates run the very same checks.
 
     use super::*;
     use crate::model::{RevocationReason, Visibility};

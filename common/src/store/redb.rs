@@ -360,7 +360,7 @@ mod tests {
 
     #[test]
     fn in_memory_backend_passes_the_store_suite() {
-        super::super::tests::suite(&RedbStore::in_memory().unwrap());
+        super::super::conformance::suite(&RedbStore::in_memory().unwrap());
     }
 
     #[test]
@@ -370,7 +370,7 @@ mod tests {
         let path = dir.join("talos.redb");
         {
             let store = RedbStore::open(&path).unwrap();
-            super::super::tests::suite(&store);
+            super::super::conformance::suite(&store);
         }
         let reopened = RedbStore::open(&path).unwrap();
         assert!(reopened.revision().unwrap() > 0);

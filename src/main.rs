@@ -189,12 +189,8 @@ fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
             })?;
         }
         Some(ServePlane::Check | ServePlane::Public) | None => {
-            let snapshot = common::snapshot::start(
-                store.clone(),
-                config.credentials.issuer.clone(),
-                config.snapshot.refresh_interval,
-            )
-            .context("cannot load the snapshot from the store")?;
+            let snapshot = common::snapshot::start(store.clone(), verifier.clone(), config.snapshot.refresh_interval)
+                .context("cannot load the snapshot from the store")?;
             let keys = snapshot.load().len();
             let (engine_plane, fallback, name) = match plane {
                 None => {

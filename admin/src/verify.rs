@@ -6,7 +6,7 @@ use bytes::Bytes;
 use common::clock;
 use common::error::ApiError;
 use common::model::{BatchVerifyRequest, VerifyRequest};
-use common::verify::{self, LookupId, VerifyEntry, MAX_BATCH_VERIFY, MAX_CREDENTIAL_LEN};
+use common::verify::{self, Found, LookupId, VerifyEntry, MAX_BATCH_VERIFY, MAX_CREDENTIAL_LEN};
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, StatusCode};
 
@@ -35,7 +35,7 @@ async fn verify_one(
         Ok(id) => lookup(state, id).await?,
         Err(_) => None,
     };
-    Ok(match state.verifier.verify(&credential, &audiences, now, client_ip, |_| entry.as_ref()) {
+    Ok(match state.verifier.verify(&credential, &audiences, now, client_ip, &Found(entry.as_ref())) {
         Ok(answer) => (answer.body().to_vec(), answer.headers().to_vec()),
         Err(rejection) => (rejection.body().to_vec(), Vec::new()),
     })
@@ -50,7 +50,7 @@ fn client_ip(state: &AdminState, req: &Request<Bytes>) -> Option<IpAddr> {
 async fn lookup(state: &AdminState, id: LookupId) -> Result<Option<VerifyEntry>, ApiError> {
     let key_id = id.key_id();
     let record = state.blocking(move |s| s.get(id.kind(), &key_id)).await.map_err(store_error)?;
-    Ok(record.map(|r| VerifyEntry::from_record(&r, &state.verifier.issuer)))
+    Ok(record.map(|r| VerifyEntry::from_record(&r, &state.verifier)))
 }
 
 fn with_cache_header(mut resp: http::Response<Bytes>) -> http::Response<Bytes> {

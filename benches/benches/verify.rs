@@ -11,10 +11,10 @@ use std::hint::black_box;
 use common::clock::{self, Nanos};
 use common::key;
 use common::snapshot::Snapshot;
-use common::verify::{LookupId, Verifier};
+use common::verify::Verifier;
 use criterion::{criterion_group, criterion_main, Criterion};
 use engine::parse::{self, BodyFraming, MAX_HEADERS};
-use talos_benches::{absent_key_id, issued_key, key_id, snapshot, verifier, verify_request, PREFIX};
+use talos_benches::{absent_key_id, identifier, issued_key, snapshot, verifier, verify_request, PREFIX};
 
 /// Distinct ids each lookup benchmark cycles through, so a large map is read across its whole
 /// table (cache misses included) rather than at one hot slot. A power of two, for a cheap mask.
@@ -84,10 +84,11 @@ fn snapshot_group(c: &mut Criterion, label: &str, n: u64) {
     let snapshot = snapshot(n, now);
     assert_eq!(snapshot.len(), usize::try_from(n).expect("fits"));
     let stride = (n / PROBES as u64).max(1);
-    let hits: Vec<LookupId> = (0..PROBES as u64).map(|j| LookupId::Issued(key_id((j * stride) % n))).collect();
-    let misses: Vec<LookupId> = (0..PROBES as u64).map(|j| LookupId::Issued(absent_key_id(j))).collect();
+    let hits: Vec<Vec<u8>> = (0..PROBES as u64).map(|j| identifier((j * stride) % n, now)).collect();
+    let misses: Vec<Vec<u8>> =
+        (0..PROBES as u64).map(|j| key::identifier(clock::secs(now), absent_key_id(j)).into_bytes()).collect();
     let key = issued_key(n / 2, now, &verifier);
-    let expected = verifier.verify(&key, &[], now, None, |id| snapshot.get(id)).expect("the key verifies");
+    let expected = verifier.verify(&key, &[], now, None, &snapshot).expect("the key verifies");
     let expected = expected.body().to_vec();
 
     let mut group = c.benchmark_group(format!("snapshot_{label}"));
@@ -102,12 +103,12 @@ fn snapshot_group(c: &mut Criterion, label: &str, n: u64) {
 }
 
 /// Looks up the probes in turn; the counter and mask cost about a nanosecond of the result.
-fn cycle(b: &mut criterion::Bencher<'_>, snapshot: &Snapshot, probes: &[LookupId], expect_found: bool) {
+fn cycle(b: &mut criterion::Bencher<'_>, snapshot: &Snapshot, probes: &[Vec<u8>], expect_found: bool) {
     let mut i = 0usize;
     b.iter(|| {
-        let id = probes[i & (PROBES - 1)];
+        let id = &probes[i & (PROBES - 1)];
         i = i.wrapping_add(1);
-        let found = snapshot.get(black_box(id)).is_some();
+        let found = snapshot.issued(black_box(id)).is_some();
         debug_assert_eq!(found, expect_found);
         found
     });
@@ -118,7 +119,7 @@ fn cycle(b: &mut criterion::Bencher<'_>, snapshot: &Snapshot, probes: &[LookupId
 /// fixture keys have no IP allowlist, so no client address is needed.
 fn verify_into(verifier: &Verifier, snapshot: &Snapshot, credential: &str, now: Nanos, out: &mut Vec<u8>) {
     out.clear();
-    match verifier.verify(credential, &[], now, None, |id| snapshot.get(id)) {
+    match verifier.verify(credential, &[], now, None, snapshot) {
         Ok(answer) => out.extend_from_slice(answer.body()),
         Err(rejection) => out.extend_from_slice(rejection.body()),
     }

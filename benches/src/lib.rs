@@ -107,7 +107,12 @@ pub fn records(n: u64, now: Nanos) -> Vec<KeyRecord> {
 /// A snapshot holding records `0..n`. The records are dropped once it is built, so a large
 /// snapshot does not hold its inputs twice.
 pub fn snapshot(n: u64, now: Nanos) -> Snapshot {
-    snapshot::from_records(&records(n, now), ISSUER)
+    snapshot::from_records(&records(n, now), &verifier())
+}
+
+/// The identifier record `i` is indexed by in the snapshot.
+pub fn identifier(i: u64, now: Nanos) -> Vec<u8> {
+    key::identifier(secs(now - ISSUED_AGO), key_id(i)).into_bytes()
 }
 
 /// The issued key string for record `i`, signed with `verifier`'s current secret.
@@ -137,7 +142,6 @@ pub fn verify_request(credential: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::verify::LookupId;
 
     #[test]
     fn fixtures_verify() {
@@ -146,10 +150,11 @@ mod tests {
         let snapshot = snapshot(100, now);
         assert_eq!(snapshot.len(), 100);
         let key = issued_key(42, now, &verifier);
-        let answer = verifier.verify(&key, &[], now, None, |id| snapshot.get(id)).expect("the fixture key verifies");
+        let answer = verifier.verify(&key, &[], now, None, &snapshot).expect("the fixture key verifies");
         let answer: serde_json::Value = serde_json::from_slice(answer.body()).expect("the answer is JSON");
         assert_eq!(answer["key_id"], key_id(42).hyphenated().to_string());
-        assert!(snapshot.get(LookupId::Issued(absent_key_id(42))).is_none());
+        assert!(snapshot.issued(&identifier(42, now)).is_some());
+        assert!(snapshot.issued(&key::identifier(secs(now), absent_key_id(42)).into_bytes()).is_none());
         assert!(std::str::from_utf8(&verify_request(&key)).is_ok());
     }
 }

@@ -83,6 +83,11 @@ impl Keyring {
         &self.keys[0]
     }
 
+    /// Every configured key, current first, whether active or not.
+    pub fn all(&self) -> &[HmacKey] {
+        &self.keys
+    }
+
     /// Current and still-active retired keys, in order.
     pub fn active(&self, now_secs: i64) -> impl Iterator<Item = &HmacKey> {
         self.keys.iter().filter(move |k| k.is_active(now_secs))
@@ -123,10 +128,20 @@ pub fn valid_prefix(prefix: &str) -> bool {
     (1..=MAX_PREFIX_LEN).contains(&prefix.len()) && prefix.bytes().all(is_prefix_char)
 }
 
-/// Parses `credential` as an issued key (the v1 regex of §3.1 plus a decodable identifier).
-/// `None` means it does not route as an issued key; such a credential is looked up as an
-/// imported key (§3.3). Allocation-free.
-pub fn parse_issued(credential: &str) -> Option<ParsedKey<'_>> {
+/// The parts of a credential that has the issued-key shape (the v1 regex of §3.1), before the
+/// identifier is decoded. Allocation-free, and cheap: no base58 arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyParts<'a> {
+    pub prefix: &'a str,
+    /// The base58 identifier, as presented.
+    pub identifier: &'a [u8],
+    /// `<prefix>_v1_<identifier>_`: the HMAC message.
+    pub signed: &'a [u8],
+    pub checksum: &'a [u8],
+}
+
+/// Splits `credential` if it matches the v1 regex of §3.1.
+pub fn split_issued(credential: &str) -> Option<KeyParts<'_>> {
     let bytes = credential.as_bytes();
     // The identifier and checksum are base58, which has no '_': they are the last two segments.
     let last = bytes.iter().rposition(|&b| b == b'_')?;
@@ -147,8 +162,22 @@ pub fn parse_issued(credential: &str) -> Option<ParsedKey<'_>> {
     {
         return None;
     }
+    Some(KeyParts {
+        // The prefix is ASCII by construction, so this cannot fail.
+        prefix: std::str::from_utf8(prefix).ok()?,
+        identifier,
+        signed: &bytes[..=last],
+        checksum,
+    })
+}
+
+/// Parses `credential` as an issued key (the v1 regex of §3.1 plus a decodable identifier).
+/// `None` means it does not route as an issued key; such a credential is looked up as an
+/// imported key (§3.3). Allocation-free.
+pub fn parse_issued(credential: &str) -> Option<ParsedKey<'_>> {
+    let parts = split_issued(credential)?;
     let mut decoded = [0u8; MAX_IDENTIFIER_CHARS];
-    let len = bs58::decode(identifier).onto(&mut decoded[..]).ok()?;
+    let len = bs58::decode(parts.identifier).onto(&mut decoded[..]).ok()?;
     if !(MIN_IDENTIFIER_BYTES..=MAX_IDENTIFIER_BYTES).contains(&len) {
         return None;
     }
@@ -156,14 +185,23 @@ pub fn parse_issued(credential: &str) -> Option<ParsedKey<'_>> {
     let colon = plain.iter().position(|&b| b == b':')?;
     let timestamp = parse_i64(&plain[..colon])?;
     let key_id = Uuid::try_parse_ascii(&plain[colon + 1..]).ok()?;
-    Some(ParsedKey {
-        // The prefix is ASCII by construction, so this cannot fail.
-        prefix: std::str::from_utf8(prefix).ok()?,
-        timestamp,
-        key_id,
-        signed: &bytes[..=last],
-        checksum,
-    })
+    Some(ParsedKey { prefix: parts.prefix, timestamp, key_id, signed: parts.signed, checksum: parts.checksum })
+}
+
+/// The base58 identifier of the key issued as `key_id` at `timestamp` (Unix seconds).
+pub fn identifier(timestamp: i64, key_id: Uuid) -> String {
+    bs58::encode(format!("{timestamp}:{}", key_id.hyphenated()).as_bytes()).into_string()
+}
+
+/// The base58 checksum of `<prefix>_v1_<identifier>_` under `secret`.
+pub fn checksum(prefix: &str, identifier: &str, secret: &HmacKey) -> String {
+    bs58::encode(secret.sign(&[prefix.as_bytes(), b"_v1_", identifier.as_bytes(), b"_"])).into_string()
+}
+
+/// Constant-time comparison of a presented checksum with an expected one.
+pub fn checksum_eq(presented: &[u8], expected: &[u8]) -> bool {
+    // Lengths are public (the presented checksum's length is chosen by the caller).
+    presented.len() == expected.len() && bool::from(presented.ct_eq(expected))
 }
 
 /// Go's `strconv.ParseInt(s, 10, 64)`: optional sign, ASCII digits, no overflow.
@@ -181,8 +219,7 @@ pub fn checksum_matches(key: &ParsedKey<'_>, keyring: &Keyring, now_secs: i64) -
     for secret in keyring.active(now_secs) {
         let digest = secret.sign(&[key.signed]);
         let len = bs58::encode(digest).onto(&mut expected[..]).expect("44 bytes hold a base58 SHA-256");
-        // Lengths are public (the presented checksum's length is chosen by the caller).
-        matched |= len == key.checksum.len() && bool::from(expected[..len].ct_eq(key.checksum));
+        matched |= checksum_eq(key.checksum, &expected[..len]);
     }
     matched
 }
@@ -195,11 +232,9 @@ pub fn timestamp_in_range(ts: i64, now_secs: i64, max_ttl_secs: i64, skew_secs: 
 /// Builds a new key string for `key_id` issued at `timestamp` under the current secret.
 pub fn generate(prefix: &str, timestamp: i64, key_id: Uuid, keyring: &Keyring) -> String {
     debug_assert!(valid_prefix(prefix));
-    let plain = format!("{timestamp}:{}", key_id.hyphenated());
-    let mut key = format!("{prefix}_v1_{}_", bs58::encode(plain.as_bytes()).into_string());
-    let digest = keyring.current().sign(&[key.as_bytes()]);
-    key.push_str(&bs58::encode(digest).into_string());
-    key
+    let identifier = identifier(timestamp, key_id);
+    let checksum = checksum(prefix, &identifier, keyring.current());
+    format!("{prefix}_v1_{identifier}_{checksum}")
 }
 
 /// `hex(SHA-512/256(nid ‖ 0x00 ‖ raw_key))`, the id and lookup key of an imported key (§3.4).

@@ -12,20 +12,19 @@
 //! visible.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher, RandomState};
+use std::hash::RandomState;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use uuid::Uuid;
 
 use crate::clock;
 use crate::key::parse_hex32;
 use crate::model::KeyKind;
 use crate::store::{Change, Store, StoreError};
-use crate::verify::{LookupId, VerifyEntry};
+use crate::verify::{Lookup, LookupId, Verifier, VerifyEntry};
 
 /// Change-log entries read per store round trip.
 const CHANGE_BATCH: usize = 10_000;
@@ -34,31 +33,10 @@ const LOAD_BATCH: usize = 10_000;
 /// The delta is folded into the base once it exceeds this many entries or a quarter of the base.
 const MIN_FOLD: usize = 4_096;
 
-/// Hashes issued key ids, which are random UUIDv4 made by the server (and only looked up after
-/// the HMAC checksum proved the server made them), so their own bits are a fine hash.
-#[derive(Default)]
-pub struct UuidHasher(u64);
-
-impl Hasher for UuidHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
-        }
-    }
-
-    fn write_u128(&mut self, n: u128) {
-        self.0 = (n as u64) ^ ((n >> 64) as u64);
-    }
-}
-
-type IssuedMap<V> = HashMap<u128, V, BuildHasherDefault<UuidHasher>>;
-/// Imported ids are digests of client-chosen raw keys: keep a keyed hasher.
+/// Issued keys are indexed by their base58 identifier, as presented in the key, so a verify
+/// finds the entry without decoding base58. Identifiers and imported-key digests come from
+/// client input: both maps keep a keyed (DoS-resistant) hasher.
+type IssuedMap<V> = HashMap<Box<[u8]>, V, RandomState>;
 type ImportedMap<V> = HashMap<[u8; 32], V, RandomState>;
 
 #[derive(Clone)]
@@ -105,34 +83,35 @@ impl Snapshot {
         self.len() == 0
     }
 
-    /// Lock-free, allocation-free lookup.
-    pub fn get(&self, id: LookupId) -> Option<&VerifyEntry> {
-        match id {
-            LookupId::Issued(uuid) => {
-                let k = uuid.as_u128();
-                match self.delta.issued.get(&k) {
-                    Some(changed) => changed.as_deref(),
-                    None => self.base.issued.get(&k).map(|e| &**e),
-                }
-            }
-            LookupId::Imported(digest) => match self.delta.imported.get(&digest) {
-                Some(changed) => changed.as_deref(),
-                None => self.base.imported.get(&digest).map(|e| &**e),
-            },
+    /// An issued key by its identifier; lock-free and allocation-free.
+    pub fn issued(&self, identifier: &[u8]) -> Option<&VerifyEntry> {
+        match self.delta.issued.get(identifier) {
+            Some(changed) => changed.as_deref(),
+            None => self.base.issued.get(identifier).map(|e| &**e),
+        }
+    }
+
+    /// An imported key by its digest; lock-free and allocation-free.
+    pub fn imported(&self, digest: &[u8; 32]) -> Option<&VerifyEntry> {
+        match self.delta.imported.get(digest) {
+            Some(changed) => changed.as_deref(),
+            None => self.base.imported.get(digest).map(|e| &**e),
         }
     }
 
     /// A new snapshot with `changes` applied, folding the delta into the base when it is large.
-    fn apply(&self, revision: u64, changes: &[Change], issuer: &str) -> Snapshot {
+    fn apply(&self, revision: u64, changes: &[Change], verifier: &Verifier) -> Snapshot {
         let mut delta = self.delta.clone();
         for change in changes {
-            let entry = change.record.as_ref().map(|r| Arc::new(VerifyEntry::from_record(r, issuer)));
+            let entry = change.record.as_ref().map(|r| Arc::new(VerifyEntry::from_record(r, verifier)));
             match change.kind {
-                KeyKind::Issued => {
-                    if let Ok(id) = Uuid::parse_str(&change.key_id) {
-                        delta.issued.insert(id.as_u128(), entry);
+                KeyKind::Issued => match entry.as_ref().and_then(|e| e.identifier()) {
+                    Some(identifier) => {
+                        delta.issued.insert(identifier.into_bytes().into(), entry);
                     }
-                }
+                    // Issued keys are revoked, never deleted: a record is always there.
+                    None => tracing::warn!(key_id = %change.key_id, "issued key without a record in the change log"),
+                },
                 KeyKind::Imported => {
                     if let Some(digest) = parse_hex32(&change.key_id) {
                         delta.imported.insert(digest, entry);
@@ -157,6 +136,21 @@ impl Snapshot {
             };
         }
         Snapshot { revision, base: Arc::new(base), delta: Tables::default() }
+    }
+}
+
+impl Lookup for Snapshot {
+    /// Imported keys only: issued keys are indexed by identifier ([`Lookup::by_identifier`]),
+    /// and an issued key absent from that index is absent from the snapshot.
+    fn by_id(&self, id: LookupId) -> Option<&VerifyEntry> {
+        match id {
+            LookupId::Issued(_) => None,
+            LookupId::Imported(digest) => self.imported(&digest),
+        }
+    }
+
+    fn by_identifier(&self, identifier: &[u8]) -> Option<&VerifyEntry> {
+        self.issued(identifier)
     }
 }
 
@@ -210,7 +204,7 @@ impl SnapshotCell {
 }
 
 /// Loads the whole store into a first snapshot, then starts the refresher thread.
-pub fn start(store: Arc<dyn Store>, issuer: String, interval: Duration) -> Result<Arc<SnapshotCell>, StoreError> {
+pub fn start(store: Arc<dyn Store>, verifier: Verifier, interval: Duration) -> Result<Arc<SnapshotCell>, StoreError> {
     let (wake, woken) = crossbeam_channel::bounded(1);
     let cell = Arc::new(SnapshotCell {
         current: ArcSwap::from_pointee(Snapshot::empty()),
@@ -219,10 +213,10 @@ pub fn start(store: Arc<dyn Store>, issuer: String, interval: Duration) -> Resul
         wake,
         last_refresh: AtomicI64::new(clock::now()),
     });
-    let first = cold_load(&*store, &issuer)?;
+    let first = cold_load(&*store, &verifier)?;
     tracing::info!(keys = first.len(), revision = first.revision, "snapshot loaded");
     cell.publish(first);
-    let refresher = Refresher { store, issuer, cell: cell.clone(), woken, interval };
+    let refresher = Refresher { store, verifier, cell: cell.clone(), woken, interval };
     std::thread::Builder::new()
         .name("talos-snapshot".into())
         .spawn(move || refresher.run())
@@ -232,7 +226,7 @@ pub fn start(store: Arc<dyn Store>, issuer: String, interval: Duration) -> Resul
 
 /// Reads every record in bounded batches. The revision is read first, so changes that race the
 /// load are replayed by the first refresh (applying a change twice is harmless).
-fn cold_load(store: &dyn Store, issuer: &str) -> Result<Snapshot, StoreError> {
+fn cold_load(store: &dyn Store, verifier: &Verifier) -> Result<Snapshot, StoreError> {
     let revision = store.revision()?;
     let mut base = Tables::default();
     for kind in [KeyKind::Issued, KeyKind::Imported] {
@@ -240,11 +234,11 @@ fn cold_load(store: &dyn Store, issuer: &str) -> Result<Snapshot, StoreError> {
         loop {
             let batch = store.scan(kind, after.as_deref(), LOAD_BATCH)?;
             for record in &batch {
-                let entry = Arc::new(VerifyEntry::from_record(record, issuer));
+                let entry = Arc::new(VerifyEntry::from_record(record, verifier));
                 match kind {
                     KeyKind::Issued => {
-                        if let Ok(id) = Uuid::parse_str(&record.key_id) {
-                            base.issued.insert(id.as_u128(), entry);
+                        if let Some(identifier) = entry.identifier() {
+                            base.issued.insert(identifier.into_bytes().into(), entry);
                         }
                     }
                     KeyKind::Imported => {
@@ -265,7 +259,7 @@ fn cold_load(store: &dyn Store, issuer: &str) -> Result<Snapshot, StoreError> {
 
 struct Refresher {
     store: Arc<dyn Store>,
-    issuer: String,
+    verifier: Verifier,
     cell: Arc<SnapshotCell>,
     woken: Receiver<()>,
     interval: Duration,
@@ -293,7 +287,7 @@ impl Refresher {
             if changes.changes.is_empty() {
                 break;
             }
-            next = Some(from.apply(changes.revision, &changes.changes, &self.issuer));
+            next = Some(from.apply(changes.revision, &changes.changes, &self.verifier));
             if !changes.more {
                 break;
             }
@@ -307,10 +301,13 @@ impl Refresher {
 }
 
 /// For tests and benchmarks: a snapshot built straight from records.
-pub fn from_records<'a>(records: impl IntoIterator<Item = &'a crate::model::KeyRecord>, issuer: &str) -> Snapshot {
+pub fn from_records<'a>(
+    records: impl IntoIterator<Item = &'a crate::model::KeyRecord>,
+    verifier: &Verifier,
+) -> Snapshot {
     let changes: Vec<Change> = records
         .into_iter()
         .map(|r| Change { kind: r.kind, key_id: r.key_id.clone(), record: Some(r.clone()) })
         .collect();
-    Snapshot::empty().apply(1, &changes, issuer)
+    Snapshot::empty().apply(1, &changes, verifier)
 }

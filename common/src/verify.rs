@@ -144,10 +144,36 @@ pub struct VerifyEntry {
     /// Header lines (`name: value\r\n`) for a successful single verify: `RateLimit-Policy`, and
     /// `Cache-Control: no-store` for keys with an IP allowlist (talos-api.md §1.4).
     pub valid_headers: Box<[u8]>,
+    /// Issued keys: the issue second carried in the identifier.
+    pub issued_at: i64,
+    /// Issued keys: the expected base58 checksum under each keyring secret (keyring order),
+    /// computed once when the entry is built, so a verify needs neither HMAC nor base58.
+    pub checksums: Box<[Box<[u8]>]>,
+}
+
+/// Where verification finds keys: the snapshot (with its identifier index), or one record the
+/// caller read from the store.
+pub trait Lookup {
+    fn by_id(&self, id: LookupId) -> Option<&VerifyEntry>;
+
+    /// An issued key by its base58 identifier, where an index exists (the snapshot).
+    fn by_identifier(&self, _identifier: &[u8]) -> Option<&VerifyEntry> {
+        None
+    }
+}
+
+/// A lookup that already happened: the entry read from the store, if any.
+pub struct Found<'a>(pub Option<&'a VerifyEntry>);
+
+impl Lookup for Found<'_> {
+    fn by_id(&self, _id: LookupId) -> Option<&VerifyEntry> {
+        self.0
+    }
 }
 
 impl VerifyEntry {
-    pub fn from_record(record: &KeyRecord, issuer: &str) -> Self {
+    pub fn from_record(record: &KeyRecord, verifier: &Verifier) -> Self {
+        let issuer = verifier.issuer.as_str();
         let revoked_at = match record.status {
             KeyStatus::Revoked => Some(record.revocation_effective_time.unwrap_or(Nanos::MIN)),
             _ => None,
@@ -170,6 +196,19 @@ impl VerifyEntry {
             KeyKind::Issued => LookupId::Issued(Uuid::parse_str(&record.key_id).unwrap_or_default()),
             KeyKind::Imported => LookupId::Imported(key::parse_hex32(&record.key_id).unwrap_or_default()),
         };
+        let issued_at = secs(record.create_time);
+        let checksums: Box<[Box<[u8]>]> = match id {
+            LookupId::Issued(uuid) => {
+                let identifier = key::identifier(issued_at, uuid);
+                verifier
+                    .keyring
+                    .all()
+                    .iter()
+                    .map(|secret| key::checksum(&record.token_prefix, &identifier, secret).into_bytes().into())
+                    .collect()
+            }
+            LookupId::Imported(_) => Box::default(),
+        };
         Self {
             id,
             last_used_day: AtomicI64::new(record.last_used_time.map_or(i64::MIN, crate::last_used::day_of)),
@@ -178,6 +217,16 @@ impl VerifyEntry {
             allowed_cidrs,
             valid_body: render_valid(record, valid_until, issuer).into_boxed_slice(),
             valid_headers: valid_headers.into_bytes().into_boxed_slice(),
+            issued_at,
+            checksums,
+        }
+    }
+
+    /// The identifier an issued key's entry is indexed by in the snapshot.
+    pub fn identifier(&self) -> Option<String> {
+        match self.id {
+            LookupId::Issued(uuid) => Some(key::identifier(self.issued_at, uuid)),
+            LookupId::Imported(_) => None,
         }
     }
 }
@@ -241,6 +290,14 @@ pub fn looks_like_jwt(s: &str) -> bool {
         (Some(h), Some(p), Some(sig), None) => h.starts_with("eyJ") && is_b64(h) && is_b64(p) && is_b64(sig),
         _ => false,
     }
+}
+
+fn is_macaroon(credential: &str, macaroon_prefixes: &[String]) -> bool {
+    macaroon_prefixes.iter().any(|p| {
+        credential.len() > p.len() + 4
+            && credential.starts_with(p.as_str())
+            && credential[p.len()..].starts_with("_v1_")
+    })
 }
 
 /// Routes a credential; `macaroon_prefixes` are the current and retired macaroon prefixes.
@@ -365,6 +422,17 @@ impl Verifier {
         route(credential, &self.macaroon_prefixes)
     }
 
+    /// `Some(Jwt | Macaroon)` when the credential routes as a derived token (cheap checks only).
+    fn route_derived(&self, credential: &str) -> Option<Route<'static>> {
+        if looks_like_jwt(credential) {
+            Some(Route::Jwt)
+        } else if is_macaroon(credential, &self.macaroon_prefixes) {
+            Some(Route::Macaroon)
+        } else {
+            None
+        }
+    }
+
     /// Routes `credential` and runs the CPU checks; `Ok` names what to look up.
     pub fn precheck(&self, credential: &str, now: Nanos) -> Result<LookupId, Rejection> {
         if credential.is_empty() || credential.len() > MAX_CREDENTIAL_LEN {
@@ -399,23 +467,44 @@ impl Verifier {
         expected_audiences: &[&str],
         now: Nanos,
         client_ip: Option<IpAddr>,
-        lookup: impl FnOnce(LookupId) -> Option<&'e VerifyEntry>,
+        lookup: &'e dyn Lookup,
     ) -> Result<Answer<'e>, Rejection> {
         if credential.is_empty() || credential.len() > MAX_CREDENTIAL_LEN {
             return Err(Rejection::InvalidFormat);
         }
-        let route = self.route(credential);
-        let id = match route {
-            Route::Jwt | Route::Macaroon => {
-                let macaroon = matches!(route, Route::Macaroon);
-                return self
-                    .derived
-                    .verify(credential, macaroon, expected_audiences, now, client_ip)
-                    .map(Answer::Derived);
+        if let Some(derived) = self.route_derived(credential) {
+            let macaroon = matches!(derived, Route::Macaroon);
+            return self.derived.verify(credential, macaroon, expected_audiences, now, client_ip).map(Answer::Derived);
+        }
+        // Fast path: an issued key found by its identifier is checked against the checksums
+        // computed when its entry was built — the same HMAC, without redoing it per request.
+        let indexed =
+            key::split_issued(credential).and_then(|parts| Some((parts, lookup.by_identifier(parts.identifier)?)));
+        let entry = match indexed {
+            Some((parts, entry)) => {
+                let now_secs = secs(now);
+                let checksum_ok = self
+                    .keyring
+                    .all()
+                    .iter()
+                    .zip(entry.checksums.iter())
+                    .filter(|(secret, _)| secret.is_active(now_secs))
+                    .fold(false, |ok, (_, expected)| ok | key::checksum_eq(parts.checksum, expected));
+                if !checksum_ok
+                    || !key::timestamp_in_range(entry.issued_at, now_secs, self.max_ttl_secs, self.skew_secs)
+                    || !self.allowed_prefixes.iter().any(|p| p == parts.prefix)
+                {
+                    return Err(Rejection::NotFound);
+                }
+                Some(entry)
             }
-            Route::Issued(_) | Route::Imported => self.lookup_id(credential, route, now)?,
+            None => {
+                let id = self.lookup_id(credential, self.route(credential), now)?;
+                lookup.by_id(id)
+            }
         };
-        let entry = judge(lookup(id), now, client_ip)?;
+        let entry = judge(entry, now, client_ip)?;
+
         if !expected_audiences.is_empty() {
             return Err(Rejection::AudienceMismatch);
         }
@@ -456,6 +545,8 @@ mod tests {
             allowed_cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
             valid_body: Box::from(&b"ok"[..]),
             valid_headers: Box::default(),
+            issued_at: 0,
+            checksums: Box::default(),
         }
     }
 

@@ -14,7 +14,9 @@ use common::clock::{self, Nanos};
 use common::error::ApiError;
 use common::snapshot::Snapshot;
 use common::store::Store;
-use common::verify::{Answer, Verifier, VerifyEntry, BATCH_CLOSE, BATCH_OPEN, MAX_BATCH_VERIFY, MAX_CREDENTIAL_LEN};
+use common::verify::{
+    Answer, Found, Verifier, VerifyEntry, BATCH_CLOSE, BATCH_OPEN, MAX_BATCH_VERIFY, MAX_CREDENTIAL_LEN,
+};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
@@ -57,12 +59,13 @@ impl<'a> Source<'a> {
         let verifier = self.verifier;
         if self.bypass {
             let fresh = self.fresh_lookup(credential, now)?;
-            let result = verifier.verify(credential, &audiences, now, self.client_ip, |_| fresh.as_ref());
+            let found = Found(fresh.as_ref());
+            let result = verifier.verify(credential, &audiences, now, self.client_ip, &found);
             out.extend_from_slice(result.as_ref().map_or_else(|r| r.body(), Answer::body));
             return Ok(Cow::Owned(result.map(|a| a.headers().to_vec()).unwrap_or_default()));
         }
         let snapshot = self.snapshot;
-        Ok(match verifier.verify(credential, &audiences, now, self.client_ip, |id| snapshot.get(id)) {
+        Ok(match verifier.verify(credential, &audiences, now, self.client_ip, snapshot) {
             Ok(Answer::Key(entry)) => {
                 out.extend_from_slice(&entry.valid_body);
                 Cow::Borrowed(&entry.valid_headers)
@@ -81,7 +84,7 @@ impl<'a> Source<'a> {
     fn fresh_lookup(&self, credential: &str, now: Nanos) -> Result<Option<VerifyEntry>, ApiError> {
         let Ok(id) = self.verifier.precheck(credential, now) else { return Ok(None) };
         match self.store.get(id.kind(), &id.key_id()) {
-            Ok(record) => Ok(record.map(|r| VerifyEntry::from_record(&r, &self.verifier.issuer))),
+            Ok(record) => Ok(record.map(|r| VerifyEntry::from_record(&r, self.verifier))),
             Err(e) => {
                 tracing::error!(error = %e, "store read failed on a no-cache verify");
                 Err(ApiError::internal())

@@ -460,9 +460,7 @@ async fn hand_off(
         respond::push_u64(out, body.len() as u64);
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"date: ");
-    out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
-    out.extend_from_slice(b"\r\n");
+    respond::push_date(out);
     if !keep_alive {
         out.extend_from_slice(b"connection: close\r\n");
     }

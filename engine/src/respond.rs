@@ -40,16 +40,18 @@ thread_local! {
     static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((0, [b' '; 29])) };
 }
 
-fn push_date(out: &mut Vec<u8>) {
+pub fn push_date(out: &mut Vec<u8>) {
     let now = SystemTime::now();
     let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     DATE.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != secs {
-            let formatted = httpdate::fmt_http_date(now);
-            let len = formatted.len().min(29);
-            cached.1[..len].copy_from_slice(&formatted.as_bytes()[..len]);
-            cached.0 = secs;
+            // IMF-fixdate is exactly 29 bytes; formatted into the cache, not a String.
+            let mut buf = [b' '; 29];
+            if std::io::Write::write_fmt(&mut &mut buf[..], format_args!("{}", httpdate::HttpDate::from(now))).is_ok() {
+                cached.1 = buf;
+                cached.0 = secs;
+            }
         }
         out.extend_from_slice(b"date: ");
         out.extend_from_slice(&cached.1);

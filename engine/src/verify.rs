@@ -93,11 +93,35 @@ impl<'a> Source<'a> {
     }
 }
 
+/// A string borrowed from the request body when it has no escapes (the usual case), owned
+/// only when unescaping was needed. (serde borrows a bare `Cow<str>` field, but not one inside
+/// an `Option` — which would cost an allocation per verify.)
+struct BodyStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for BodyStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Str<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Str<'a> {
+            type Value = BodyStr<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<BodyStr<'a>, E> {
+                Ok(BodyStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<BodyStr<'a>, E> {
+                Ok(BodyStr(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(Str(std::marker::PhantomData))
+    }
+}
+
 /// `VerifyApiKeyRequest`, borrowed.
 #[derive(Deserialize, Default)]
 struct VerifyBody<'a> {
     #[serde(borrow, default)]
-    credential: Option<Cow<'a, str>>,
+    credential: Option<BodyStr<'a>>,
     #[serde(borrow, default)]
     expected_audiences: Option<Vec<Cow<'a, str>>>,
 }
@@ -120,7 +144,7 @@ fn is_blank(body: &[u8]) -> Result<bool, ApiError> {
 pub fn verify<'a>(source: &Source<'a>, body: &[u8], out: &mut Vec<u8>) -> Result<Cow<'a, [u8]>, ApiError> {
     let request: VerifyBody<'_> =
         if is_blank(body)? { VerifyBody::default() } else { serde_json::from_slice(body).map_err(bad_body)? };
-    let credential = request.credential.as_deref().unwrap_or("");
+    let credential = request.credential.as_ref().map_or("", |c| &c.0);
     source.answer(credential, request.expected_audiences.as_deref().unwrap_or_default(), clock::now(), out)
 }
 
@@ -176,7 +200,7 @@ impl<'de> Visitor<'de> for &mut Batch<'_, '_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen = false;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(BodyStr(key)) = map.next_key::<BodyStr<'de>>()? {
             if key == "requests" && !seen {
                 seen = true;
                 map.next_value_seed(Items(&mut *self))?;
@@ -220,7 +244,7 @@ impl<'de> Visitor<'de> for Items<'_, '_, '_> {
                 batch.out.push(b',');
             }
             let item = item.unwrap_or_default();
-            let credential = item.credential.as_deref().unwrap_or("");
+            let credential = item.credential.as_ref().map_or("", |c| &c.0);
             let audiences = item.expected_audiences.as_deref().unwrap_or_default();
             if let Err(e) = batch.source.answer(credential, audiences, batch.now, batch.out) {
                 // (The per-key headers of single verify do not apply to batch answers.)

@@ -73,3 +73,52 @@ fn bad_config_lists_every_problem() {
     }
     assert!(!err.contains("short"), "the secret value leaked:\n{err}");
 }
+
+/// The seed deployment on one host: one admin and two check processes sharing one redb file.
+#[test]
+fn split_planes_share_one_redb_file() {
+    use std::time::Duration;
+    let dir = TempDir::new();
+    let dsn = dir.path("talos.redb");
+    let yaml = config(dsn.to_str().unwrap(), &secrets(SECRET), "");
+    let admin = Server::start_with(&dir.path("admin.yaml"), &yaml, &["admin"]);
+    let check_a = Server::start_with(&dir.path("check-a.yaml"), &yaml, &["check"]);
+    let check_b = Server::start_with(&dir.path("check-b.yaml"), &yaml, &["check"]);
+    let within = Duration::from_secs(5);
+    let verdict = |server: &Server, key: &str| server.verify(key)["error_code"].as_str().unwrap_or("VALID").to_owned();
+
+    // Issue on the admin: both check planes verify, once their snapshots caught up.
+    let (key_id, key) = admin.issue(&json!({"name": "edge"}));
+    for check in [&check_a, &check_b] {
+        eventually(within, || (verdict(check, &key) == "VALID").then_some(()));
+    }
+    // Revoke on the admin: both reject.
+    let resp = admin.post(&format!("/v2alpha1/admin/issuedApiKeys/{key_id}:revoke"), &json!({"reason": 1}));
+    assert_eq!(resp.status, 204);
+    for check in [&check_a, &check_b] {
+        eventually(within, || (verdict(check, &key) == "VERIFICATION_ERROR_REVOKED").then_some(()));
+    }
+    // Self-revoke on check A: A rejects at once, B and the admin follow.
+    let (_, other) = admin.issue(&json!({}));
+    eventually(within, || (verdict(&check_a, &other) == "VALID").then_some(()));
+    let resp = check_a.post("/v2alpha1/apiKeys:selfRevoke", &json!({"credential": other, "reason": 1}));
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_eq!(verdict(&check_a, &other), "VERIFICATION_ERROR_REVOKED");
+    eventually(within, || (verdict(&check_b, &other) == "VERIFICATION_ERROR_REVOKED").then_some(()));
+    assert_eq!(verdict(&admin, &other), "VERIFICATION_ERROR_REVOKED");
+
+    // Kill the admin: the check planes keep answering from their snapshots.
+    let (_, survivor) = admin.issue(&json!({}));
+    for check in [&check_a, &check_b] {
+        eventually(within, || (verdict(check, &survivor) == "VALID").then_some(()));
+    }
+    drop(admin);
+    assert_eq!(verdict(&check_a, &survivor), "VALID");
+    assert_eq!(verdict(&check_b, &survivor), "VALID");
+    // A new admin on the same file: writes reach the running check planes.
+    let admin = Server::start_with(&dir.path("admin.yaml"), &yaml, &["admin"]);
+    let (_, later) = admin.issue(&json!({}));
+    for check in [&check_a, &check_b] {
+        eventually(within, || (verdict(check, &later) == "VALID").then_some(()));
+    }
+}

@@ -74,9 +74,15 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
-    /// Opens (creating if absent) the store file at `path`.
+    /// Opens (creating if absent) the store file at `path`, shared with other processes: the
+    /// admin plane and any number of check planes on one host open the same file, each may write
+    /// (redb's multi-writer mode, byte-range locks; one write transaction at a time), and every
+    /// reader sees the others' commits.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(backend)?;
+        let db = Database::builder()
+            .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
+            .create(path)
+            .map_err(backend)?;
         Self::init(db)
     }
 
@@ -375,6 +381,29 @@ mod tests {
         let reopened = RedbStore::open(&path).unwrap();
         assert!(reopened.revision().unwrap() > 0);
         assert_eq!(reopened.list(KeyKind::Issued, &ListQuery { limit: 10, ..Default::default() }).unwrap().len(), 4);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn two_handles_on_one_file_see_each_others_writes() {
+        let dir = std::env::temp_dir().join(format!("talos-redb-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("shared.redb");
+        let writer = RedbStore::open(&path).unwrap();
+        let reader = RedbStore::open(&path).unwrap();
+        let record = super::super::conformance::record(KeyKind::Issued, "00000000-0000-4000-8000-00000000000a", "a", 1);
+        let Inserted::New(revision) = writer.insert(&record).unwrap() else { panic!("a new key") };
+        assert_eq!(reader.revision().unwrap(), revision);
+        assert_eq!(reader.changes_since(0, 10).unwrap().changes.len(), 1);
+        let (_, revision) = reader
+            .modify(KeyKind::Issued, &record.key_id, &mut |r| {
+                r.name = "by the other handle".into();
+                Ok(None)
+            })
+            .unwrap();
+        assert_eq!(writer.revision().unwrap(), revision);
+        assert_eq!(writer.get(KeyKind::Issued, &record.key_id).unwrap().unwrap().name, "by the other handle");
+        drop((writer, reader));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

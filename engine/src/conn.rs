@@ -408,13 +408,27 @@ fn health(
     request_id: Option<&[u8]>,
     out: &mut Vec<u8>,
 ) {
+    let ready_body;
     let (status, body): (u16, &[u8]) = match path {
         HEALTH_ALIVE => (200, br#"{"status":"ok"}"#),
-        HEALTH_READY if shared.snapshot.age() <= shared.max_staleness => (200, br#"{"status":"ok"}"#),
         HEALTH_READY => {
-            let err = ApiError::unavailable("the snapshot is older than snapshot.max_staleness");
-            respond::write_error(out, &err, keep_alive, head_only, request_id);
-            return;
+            // Ready while the snapshot is fresh: the store answered within max_staleness.
+            let age = shared.snapshot.age();
+            let snapshot = shared.snapshot.load();
+            if age > shared.max_staleness {
+                let err = ApiError::unavailable("the snapshot is older than snapshot.max_staleness")
+                    .with_metadata("snapshot_age_ms", age.as_millis().to_string())
+                    .with_metadata("snapshot_revision", snapshot.revision().to_string());
+                respond::write_error(out, &err, keep_alive, head_only, request_id);
+                return;
+            }
+            ready_body = format!(
+                r#"{{"status":"ok","snapshot":{{"revision":{},"keys":{},"age_ms":{}}}}}"#,
+                snapshot.revision(),
+                snapshot.len(),
+                age.as_millis()
+            );
+            (200, ready_body.as_bytes())
         }
         _ => (200, concat!(r#"{"version":""#, env!("CARGO_PKG_VERSION"), r#""}"#).as_bytes()),
     };

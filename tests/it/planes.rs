@@ -40,7 +40,10 @@ fn check_plane_serves_only_the_data_plane() {
     assert_eq!(check_answer.text, admin_answer.text);
     assert_eq!(check_answer.json()["key_id"], key_id);
     assert_eq!(check.verify(&revoked)["error_code"], "VERIFICATION_ERROR_REVOKED");
-    assert_eq!(check.get("/health/ready").json()["status"], "ok");
+    let ready = check.get("/health/ready").json();
+    assert_eq!(ready["status"], "ok");
+    assert!(ready["snapshot"]["revision"].as_u64().unwrap() >= 3, "{ready}");
+    assert_eq!(ready["snapshot"]["keys"], 2);
     // JWKS is public (here: no signing keys configured).
     check.get("/v2alpha1/derivedKeys/jwks.json").assert_error(500, "INTERNAL_SERVER_ERROR");
     // Self-revocation writes through the store and the check plane rejects the key at once.

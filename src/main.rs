@@ -46,8 +46,24 @@ enum Command {
         #[arg(long)]
         url_only: bool,
     },
+    /// Database schema migrations (PostgreSQL; the embedded store needs none).
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+        /// Config file (YAML); TALOS_* environment variables override it.
+        #[arg(short, long, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum MigrateAction {
+    /// Apply every pending migration.
+    Up,
+    /// List the migrations and whether each is applied.
+    Status,
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -88,27 +104,66 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve { plane, config } => {
-            let (config, warnings) = match Config::load(config.as_deref(), &ProcessEnv) {
-                Ok(loaded) => loaded,
-                Err(errors) => {
-                    eprintln!("talos: invalid configuration:\n{errors}");
-                    return ExitCode::from(2);
-                }
-            };
-            init_logging(&config);
-            for warning in warnings {
-                tracing::warn!("config: {warning}");
+            let Some(config) = load_config(config) else { return ExitCode::from(2) };
+            report(serve(Arc::new(config), plane))
+        }
+        Command::Migrate { action, config } => {
+            let Some(config) = load_config(config) else { return ExitCode::from(2) };
+            report(migrate(&config, action))
+        }
+    }
+}
+
+/// Loads and validates the config, printing every problem; starts logging.
+fn load_config(path: Option<PathBuf>) -> Option<Config> {
+    let (config, warnings) = match Config::load(path.as_deref(), &ProcessEnv) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("talos: invalid configuration:\n{errors}");
+            return None;
+        }
+    };
+    init_logging(&config);
+    for warning in warnings {
+        tracing::warn!("config: {warning}");
+    }
+    Some(config)
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("talos: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
+    let Dsn::Postgres(dsn) = &config.db.dsn else {
+        println!("db.dsn is an embedded store: there is nothing to migrate");
+        return Ok(());
+    };
+    let store = pgstore::PgStore::connect(dsn).context("cannot connect to PostgreSQL (db.dsn)")?;
+    match action {
+        MigrateAction::Up => {
+            let applied = store.migrate_up().context("migration failed")?;
+            if applied.is_empty() {
+                println!("the database is up to date");
             }
-            match serve(Arc::new(config), plane) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{e:#}");
-                    eprintln!("talos: {e:#}");
-                    ExitCode::FAILURE
-                }
+            for version in applied {
+                println!("applied migration {version}");
+            }
+        }
+        MigrateAction::Status => {
+            for (version, name, applied) in store.migration_status().context("cannot read the migrations")? {
+                println!("{version:>4}  {name:<24} {}", if applied { "applied" } else { "pending" });
             }
         }
     }
+    Ok(())
 }
 
 fn init_logging(config: &Config) {
@@ -126,13 +181,33 @@ fn init_logging(config: &Config) {
     }
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+/// The store, and the PostgreSQL handle when that is the backend (for LISTEN/NOTIFY).
+type OpenStore = (Arc<dyn Store>, Option<Arc<pgstore::PgStore>>);
+
+/// Opens the store of `db.dsn`. An empty PostgreSQL database is migrated when `may_migrate`
+/// (the admin side); a check plane refuses to start on one instead.
+fn open_store(config: &Config, may_migrate: bool) -> anyhow::Result<OpenStore> {
     Ok(match &config.db.dsn {
-        Dsn::Memory => Arc::new(RedbStore::in_memory().context("cannot create the in-memory store")?),
-        Dsn::Redb(path) => Arc::new(
-            RedbStore::open(path).with_context(|| format!("cannot open the store file {} (db.dsn)", path.display()))?,
+        Dsn::Memory => (Arc::new(RedbStore::in_memory().context("cannot create the in-memory store")?), None),
+        Dsn::Redb(path) => (
+            Arc::new(
+                RedbStore::open(path)
+                    .with_context(|| format!("cannot open the store file {} (db.dsn)", path.display()))?,
+            ),
+            None,
         ),
-        Dsn::Postgres(_) => bail!("db.dsn: PostgreSQL is not supported yet; use a redb file path or \"memory\""),
+        Dsn::Postgres(dsn) => {
+            let pg = Arc::new(pgstore::PgStore::connect(dsn).context("cannot connect to PostgreSQL (db.dsn)")?);
+            if !pg.is_migrated().context("cannot read the schema version")? {
+                if !may_migrate {
+                    bail!("the PostgreSQL database is not migrated: run `talos migrate up` (or start the admin plane)");
+                }
+                for version in pg.migrate_up().context("migration failed")? {
+                    tracing::info!(version, "applied migration");
+                }
+            }
+            (pg.clone(), Some(pg))
+        }
     })
 }
 
@@ -160,7 +235,8 @@ fn store_label(config: &Config) -> String {
 fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
     let addr = listen_addr(&config)?;
     let verifier = common::verify::Verifier::new(&config).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let store = open_store(&config)?;
+    let may_migrate = !matches!(plane, Some(ServePlane::Check | ServePlane::Public));
+    let (store, postgres) = open_store(&config, may_migrate)?;
     let last_used = &config.last_used;
     let verifier = verifier.with_last_used(common::last_used::LastUsed::start(
         store.clone(),
@@ -191,6 +267,13 @@ fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
         Some(ServePlane::Check | ServePlane::Public) | None => {
             let snapshot = common::snapshot::start(store.clone(), verifier.clone(), config.snapshot.refresh_interval)
                 .context("cannot load the snapshot from the store")?;
+            // PostgreSQL pushes a wake-up per commit; polling stays as the fallback.
+            if let Some(pg) = &postgres {
+                let cell = snapshot.clone();
+                if let Err(e) = pg.listen(move |_revision| cell.wake()) {
+                    tracing::warn!(error = %e, "cannot LISTEN for changes; polling only");
+                }
+            }
             let keys = snapshot.load().len();
             let (engine_plane, fallback, name) = match plane {
                 None => {

@@ -5,5 +5,6 @@ mod framing;
 mod harness;
 mod manage;
 mod planes;
+mod postgres;
 mod sdk;
 mod walkthrough;

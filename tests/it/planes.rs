@@ -80,10 +80,17 @@ fn bad_config_lists_every_problem() {
 /// The seed deployment on one host: one admin and two check processes sharing one redb file.
 #[test]
 fn split_planes_share_one_redb_file() {
-    use std::time::Duration;
     let dir = TempDir::new();
     let dsn = dir.path("talos.redb");
-    let yaml = config(dsn.to_str().unwrap(), &secrets(SECRET), "");
+    split_planes(&dir, &config(dsn.to_str().unwrap(), &secrets(SECRET), ""));
+}
+
+/// One admin and two check processes over one store (`yaml`'s `db.dsn`): issue → both verify,
+/// revoke → both reject, self-revoke on one → the other rejects, admin down → checks keep
+/// verifying, a new admin → checks catch up.
+pub fn split_planes(dir: &TempDir, yaml: &str) {
+    use std::time::Duration;
+    let yaml = yaml.to_owned();
     let admin = Server::start_with(&dir.path("admin.yaml"), &yaml, &["admin"]);
     let check_a = Server::start_with(&dir.path("check-a.yaml"), &yaml, &["check"]);
     let check_b = Server::start_with(&dir.path("check-b.yaml"), &yaml, &["check"]);

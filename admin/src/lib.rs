@@ -98,6 +98,10 @@ fn store_error(err: StoreError) -> ApiError {
             tracing::error!(error = %detail, "store operation failed");
             ApiError::internal()
         }
+        StoreError::Unavailable(detail) => {
+            tracing::warn!(error = %detail, "store unavailable");
+            ApiError::unavailable("the store is unavailable; nothing was changed, try again")
+        }
     }
 }
 

@@ -27,6 +27,10 @@ pub enum StoreError {
     Duplicate,
     #[error("store backend failed: {0}")]
     Backend(String),
+    /// The store cannot be reached (connection refused, dropped, or no connection free); the
+    /// operation did not happen and may be retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// What [`Store::insert`] did.

@@ -23,8 +23,24 @@ pub(crate) fn chain(e: &postgres::Error) -> String {
 }
 
 /// A failed query or transaction.
+/// A lost or refused connection is `Unavailable` (the write did not happen: a 503, retryable);
+/// anything the server answered is `Backend`.
 pub(crate) fn db(e: postgres::Error) -> StoreError {
+    if e.is_closed() || e.as_db_error().is_none() && e.code().is_none() && is_io(&e) {
+        return StoreError::Unavailable(format!("postgres: {}", chain(&e)));
+    }
     StoreError::Backend(format!("postgres: {}", chain(&e)))
+}
+
+fn is_io(e: &postgres::Error) -> bool {
+    let mut source = e.source();
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// A failed connection attempt, with the configured password (raw and percent-encoded) removed.
@@ -38,7 +54,7 @@ pub(crate) fn connect_error(config: &Config, e: &postgres::Error) -> StoreError 
             .collect();
         message = message.replace(&encoded, "<redacted>");
     }
-    StoreError::Backend(format!("cannot connect to PostgreSQL: {message}"))
+    StoreError::Unavailable(format!("cannot connect to PostgreSQL: {message}"))
 }
 
 #[cfg(test)]
@@ -53,7 +69,7 @@ mod tests {
         let Err(e) = config.connect(postgres::NoTls) else { panic!("nothing listens on port 1") };
         let message = connect_error(&config, &e).to_string();
         assert!(
-            message.starts_with("store backend failed: cannot connect to PostgreSQL: error connecting to server"),
+            message.starts_with("store unavailable: cannot connect to PostgreSQL: error connecting to server"),
             "{message}"
         );
         assert!(!message.contains("s3cr") && !message.contains("%3F"), "{message}");

@@ -137,7 +137,7 @@ impl Pool {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::Unavailable(format!(
                     "no database connection free within {:.1}s (all {} in use; raise max_conns in db.dsn)",
                     self.acquire_timeout.as_secs_f32(),
                     self.settings.max_conns

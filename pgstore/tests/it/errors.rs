@@ -16,7 +16,7 @@ fn connect_error(dsn: &str) -> String {
 #[test]
 fn an_unreachable_database_fails_clearly_without_the_password() {
     let err = connect_error("postgres://talos:pa55word@127.0.0.1:1/test?connect_timeout=2");
-    assert!(err.starts_with("store backend failed: cannot connect to PostgreSQL: error connecting to server"), "{err}");
+    assert!(err.starts_with("store unavailable: cannot connect to PostgreSQL: error connecting to server"), "{err}");
     let err = connect_error("postgres://talos:pa%24%24@127.0.0.1:1/test?connect_timeout=2");
     assert!(err.contains("cannot connect"), "{err}");
 }

@@ -102,7 +102,12 @@ pub async fn derive(state: &AdminState, req: &Request<Bytes>) -> Handled {
     let (token, claims) = state.verifier.derived.derive(derivation, now).map_err(|e| {
         tracing::error!(error = %e, "cannot derive a token");
         match e {
-            DeriveError::NoSigningKeys => ApiError::internal(),
+            // The reference's answer: a 500 that names the missing configuration.
+            DeriveError::NoSigningKeys => {
+                let mut err = ApiError::internal();
+                err.message = "no signing key URLs configured".into();
+                err
+            }
             DeriveError::SigningKeyNotFound(_) => ApiError::internal().with_metadata("detail", "signing_key_id"),
         }
     })?;

@@ -2695,7 +2695,7 @@ cache:
     #[test]
     fn example_config_loads() {
         const EXAMPLE: &str = include_str!("../../config.example.yaml");
-        check(EXAMPLE, &[], |c| format!("{:?} {} {:?} {:?} {} {}", c.serve.http, c.credentials.issuer, c.credentials.api_keys.default_ttl, c.db.dsn, c.log.format, c.secrets.hmac.current.expose().len() >= 32), "Listen { host: \"0.0.0.0\", port: 4420 } http://localhost:4420 Some(2592000s) Redb(\"talos.redb\") text true");
+        check(EXAMPLE, &[], |c| format!("{:?} {} {:?} {:?} {} {}", c.serve.http, c.credentials.issuer, c.credentials.api_keys.default_ttl, c.db.dsn, c.log.format, c.secrets.hmac.current.expose().len() >= 32), "Listen { host: \"127.0.0.1\", port: 4420 } http://localhost:4420 Some(2592000s) Redb(\"talos.redb\") text true");
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.yaml");
         let (config, warnings) = Config::load(Some(&path), &Vec::new()).expect("config.example.yaml loads from disk");
         assert_eq!((config.serve.http.port, warnings.len()), (4420, 0));

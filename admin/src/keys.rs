@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::clock::{self, Nanos};
+use common::config::Prefixes;
 use common::error::ApiError;
 use common::key::{self, NIL_NID};
 use common::model::{
@@ -103,8 +104,7 @@ fn new_record(state: &AdminState, kind: KeyKind, body: IssueRequest, now: Nanos)
 }
 
 /// The prefix for a new issued key of `visibility`.
-fn issue_prefix(state: &AdminState, visibility: Visibility) -> Result<String, ApiError> {
-    let prefixes = &state.config.credentials.api_keys.prefix;
+fn issue_prefix(prefixes: &Prefixes, visibility: Visibility) -> Result<String, ApiError> {
     match visibility {
         Visibility::Public => prefixes.public_current.clone().ok_or_else(|| {
             ApiError::bad_request("public key prefix not configured: set credentials.api_keys.prefix.public_current")
@@ -124,7 +124,7 @@ pub async fn issue(state: &AdminState, req: &Request<Bytes>) -> Handled {
     let body: IssueRequest = parse_body(req)?;
     let now = clock::now();
     let mut record = new_record(state, KeyKind::Issued, body, now)?;
-    let prefix = issue_prefix(state, record.visibility)?;
+    let prefix = issue_prefix(&state.config.credentials.api_keys.prefix, record.visibility)?;
     let key_id = Uuid::new_v4();
     record.key_id = key_id.hyphenated().to_string();
     record.token_prefix = prefix.clone();
@@ -484,7 +484,7 @@ pub async fn rotate(state: &AdminState, key_id: &str, req: &Request<Bytes>) -> H
     let new_id = Uuid::new_v4();
     let keyring = state.verifier.keyring.clone();
     let id = key_id.to_owned();
-    let prefixes = (issue_prefix(state, Visibility::Secret)?, issue_prefix(state, Visibility::Public).ok());
+    let config = state.config.clone();
     let (old, revision, created) = state
         .blocking(move |s| {
             let mut created = None;
@@ -493,14 +493,7 @@ pub async fn rotate(state: &AdminState, key_id: &str, req: &Request<Bytes>) -> H
                     return Err(ApiError::failed_precondition("cannot rotate a non-active key"));
                 }
                 let visibility = visibility.unwrap_or(old.visibility);
-                let prefix = match visibility {
-                    Visibility::Public => prefixes.1.clone().ok_or_else(|| {
-                        ApiError::bad_request(
-                            "public key prefix not configured: set credentials.api_keys.prefix.public_current",
-                        )
-                    })?,
-                    _ => prefixes.0.clone(),
-                };
+                let prefix = issue_prefix(&config.credentials.api_keys.prefix, visibility)?;
                 let new = KeyRecord {
                     key_id: new_id.hyphenated().to_string(),
                     name: name.clone().unwrap_or_else(|| old.name.clone()),

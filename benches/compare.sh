@@ -400,6 +400,9 @@ serve:
   http:
     host: 127.0.0.1
     port: $CHECK_PORT
+  metrics:
+    host: 127.0.0.1
+    port: 0
 credentials:
   issuer: "http://127.0.0.1:$CHECK_PORT"
 secrets:

@@ -211,17 +211,54 @@ fn open_store(config: &Config, may_migrate: bool) -> anyhow::Result<OpenStore> {
     })
 }
 
-fn listen_addr(config: &Config) -> anyhow::Result<SocketAddr> {
-    let http = &config.serve.http;
-    let host = if http.host.contains(':') && !http.host.starts_with('[') {
-        format!("[{}]", http.host)
+/// Resolves `serve.<name>.{host,port}` to one socket address.
+fn resolve(listen: &common::config::Listen, name: &str) -> anyhow::Result<SocketAddr> {
+    let host = if listen.host.contains(':') && !listen.host.starts_with('[') {
+        format!("[{}]", listen.host)
     } else {
-        http.host.clone()
+        listen.host.clone()
     };
-    std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), http.port))
-        .with_context(|| format!("serve.http.host: cannot resolve {:?}", http.host))?
+    std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), listen.port))
+        .with_context(|| format!("serve.{name}.host: cannot resolve {:?}", listen.host))?
         .next()
-        .with_context(|| format!("serve.http.host: no address for {:?}", http.host))
+        .with_context(|| format!("serve.{name}.host: no address for {:?}", listen.host))
+}
+
+/// Binds the operations listener (`serve.metrics`: metrics and health) on the admin runtime.
+fn start_ops(
+    config: &Config,
+    runtime: &tokio::runtime::Runtime,
+    metrics: Arc<common::metrics::Metrics>,
+    ready: admin::ops::Readiness,
+) -> anyhow::Result<()> {
+    let addr = resolve(&config.serve.metrics, "metrics")?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .with_context(|| format!("cannot listen on {addr} (serve.metrics.host / serve.metrics.port)"))?;
+    let local = listener.local_addr()?;
+    runtime.spawn(admin::ops::serve(listener, metrics, ready, std::future::pending()));
+    tracing::info!(metrics_addr = %local, "serving /metrics and health probes");
+    Ok(())
+}
+
+/// Readiness for the operations listener: the snapshot is fresh (planes that hold one) and the
+/// store answers (planes that write).
+fn readiness(
+    snapshot: Option<Arc<common::snapshot::SnapshotCell>>,
+    max_staleness: Duration,
+    store: Option<Arc<dyn Store>>,
+) -> admin::ops::Readiness {
+    Arc::new(move || {
+        if let Some(cell) = &snapshot {
+            if cell.age() > max_staleness {
+                return Err(common::error::ApiError::unavailable("the snapshot is older than snapshot.max_staleness"));
+            }
+        }
+        if let Some(store) = &store {
+            store.ping().map_err(|_| common::error::ApiError::unavailable("the store is unavailable"))?;
+        }
+        Ok(())
+    })
 }
 
 fn store_label(config: &Config) -> String {
@@ -233,10 +270,16 @@ fn store_label(config: &Config) -> String {
 }
 
 fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
-    let addr = listen_addr(&config)?;
+    let addr = resolve(&config.serve.http, "http")?;
     let verifier = common::verify::Verifier::new(&config).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let may_migrate = !matches!(plane, Some(ServePlane::Check | ServePlane::Public));
     let (store, postgres) = open_store(&config, may_migrate)?;
+    let metrics = common::metrics::Metrics::new(match plane {
+        None => "all",
+        Some(ServePlane::Admin) => "admin",
+        Some(ServePlane::Check | ServePlane::Public) => "check",
+    });
+    let store: Arc<dyn Store> = Arc::new(common::store::metered::MeteredStore::new(store, metrics.clone()));
     let last_used = &config.last_used;
     let verifier = verifier.with_last_used(common::last_used::LastUsed::start(
         store.clone(),
@@ -252,7 +295,8 @@ fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
         .context("cannot start the admin runtime")?;
     match plane {
         Some(ServePlane::Admin) => {
-            let state = admin::AdminState::new(config.clone(), store, verifier, None);
+            start_ops(&config, &runtime, metrics.clone(), readiness(None, Duration::MAX, Some(store.clone())))?;
+            let state = admin::AdminState::new(config.clone(), store, verifier, None, metrics);
             let service = admin::AdminService::new(state, admin::Plane::Admin);
             runtime.block_on(async {
                 let listener = tokio::net::TcpListener::bind(addr)
@@ -267,6 +311,7 @@ fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
         Some(ServePlane::Check | ServePlane::Public) | None => {
             let snapshot = common::snapshot::start(store.clone(), verifier.clone(), config.snapshot.refresh_interval)
                 .context("cannot load the snapshot from the store")?;
+            metrics.watch_snapshot(snapshot.clone());
             // PostgreSQL pushes a wake-up per commit; polling stays as the fallback.
             if let Some(pg) = &postgres {
                 let cell = snapshot.clone();
@@ -275,10 +320,22 @@ fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
                 }
             }
             let keys = snapshot.load().len();
+            let writes = plane.is_none().then(|| store.clone());
+            start_ops(
+                &config,
+                &runtime,
+                metrics.clone(),
+                readiness(Some(snapshot.clone()), config.snapshot.max_staleness, writes),
+            )?;
             let (engine_plane, fallback, name) = match plane {
                 None => {
-                    let state =
-                        admin::AdminState::new(config.clone(), store.clone(), verifier.clone(), Some(snapshot.clone()));
+                    let state = admin::AdminState::new(
+                        config.clone(),
+                        store.clone(),
+                        verifier.clone(),
+                        Some(snapshot.clone()),
+                        metrics.clone(),
+                    );
                     let bridge = admin::server::in_process(
                         admin::AdminService::new(state, admin::Plane::AllInOne),
                         runtime.handle().clone(),
@@ -294,6 +351,10 @@ fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
                     workers: config.serve.workers,
                     plane: engine_plane,
                     max_staleness: config.snapshot.max_staleness,
+                    max_connections_per_worker: config.serve.max_connections_per_worker,
+                    pin_workers: config.serve.pin_workers,
+                    log_every: config.serve.data_plane_log_every,
+                    metrics,
                 },
                 verifier,
                 snapshot,

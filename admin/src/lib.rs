@@ -9,6 +9,7 @@
 
 mod derive;
 mod keys;
+pub mod ops;
 mod respond;
 pub mod server;
 mod validate;
@@ -21,6 +22,7 @@ use bytes::Bytes;
 use common::clock;
 use common::config::Config;
 use common::error::ApiError;
+use common::metrics::Metrics;
 use common::model::KeyKind;
 use common::page_token::PageTokens;
 use common::snapshot::SnapshotCell;
@@ -44,6 +46,7 @@ pub struct AdminState {
     pub page_tokens: PageTokens,
     /// The in-process snapshot (in `talos serve`), woken after each write.
     pub snapshot: Option<Arc<SnapshotCell>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AdminState {
@@ -52,6 +55,7 @@ impl AdminState {
         store: Arc<dyn Store>,
         verifier: Verifier,
         snapshot: Option<Arc<SnapshotCell>>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let legacy: Vec<&[u8]> = config
             .secrets
@@ -61,7 +65,7 @@ impl AdminState {
             .map(|s| s.expose().as_bytes())
             .collect();
         let page_tokens = PageTokens::new(&verifier.keyring, clock::secs(clock::now()), &legacy);
-        Self { config, store, verifier, page_tokens, snapshot }
+        Self { config, store, verifier, page_tokens, snapshot, metrics }
     }
 
     /// Runs a blocking store call off the async workers.
@@ -138,7 +142,18 @@ impl AdminService {
         let request_id = respond::request_id(req.headers());
         let method = req.method().clone();
         let path = loggable_path(req.uri().path());
-        let mut resp = match self.route(req).await {
+        let result = self.route(req).await;
+        // Unknown paths share one label: a client must not be able to mint label values.
+        let route = match &result {
+            Err(err) if err.is_route_not_found() => "unmatched",
+            _ => path.as_str(),
+        };
+        let status = match &result {
+            Ok(resp) => resp.status().as_u16(),
+            Err(err) => err.status,
+        };
+        self.state.metrics.admin_request(route, status, started.elapsed());
+        let mut resp = match result {
             Ok(resp) => resp,
             Err(err) => respond::error(&err),
         };

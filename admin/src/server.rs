@@ -70,6 +70,7 @@ pub async fn serve(listener: TcpListener, service: AdminService, shutdown: impl 
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let metrics = service.state().metrics.clone();
                 let service = service.clone();
                 let conn = builder.serve_connection(
                     TokioIo::new(stream),
@@ -79,10 +80,12 @@ pub async fn serve(listener: TcpListener, service: AdminService, shutdown: impl 
                     }),
                 );
                 let conn = graceful.watch(conn);
+                metrics.admin_connection_opened();
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "admin connection ended with an error");
                     }
+                    metrics.admin_connection_closed();
                 });
             }
             () = &mut shutdown => break,

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use common::clock;
 use common::error::ApiError;
+use common::metrics::Outcome;
 use common::model::{BatchVerifyRequest, VerifyRequest};
 use common::verify::{self, Found, LookupId, VerifyEntry, MAX_BATCH_VERIFY, MAX_CREDENTIAL_LEN};
 use http::header::{HeaderName, HeaderValue};
@@ -36,8 +37,14 @@ async fn verify_one(
         Err(_) => None,
     };
     Ok(match state.verifier.verify(&credential, &audiences, now, client_ip, &Found(entry.as_ref())) {
-        Ok(answer) => (answer.body().to_vec(), answer.headers().to_vec()),
-        Err(rejection) => (rejection.body().to_vec(), Vec::new()),
+        Ok(answer) => {
+            state.metrics.admin_verify.count(Outcome::Valid);
+            (answer.body().to_vec(), answer.headers().to_vec())
+        }
+        Err(rejection) => {
+            state.metrics.admin_verify.count(rejection.into());
+            (rejection.body().to_vec(), Vec::new())
+        }
     })
 }
 
@@ -59,6 +66,7 @@ fn with_cache_header(mut resp: http::Response<Bytes>) -> http::Response<Bytes> {
 }
 
 pub async fn verify(state: &AdminState, req: &Request<Bytes>) -> Handled {
+    let started = std::time::Instant::now();
     let body: VerifyRequest = parse_body(req)?;
     let (answer, headers) = verify_one(state, Some(body), client_ip(state, req)).await?;
     let mut resp = with_cache_header(respond::raw_json(StatusCode::OK, answer));
@@ -73,10 +81,12 @@ pub async fn verify(state: &AdminState, req: &Request<Bytes>) -> Handled {
             }
         }
     }
+    state.metrics.admin_verify.latency.observe(started.elapsed());
     Ok(resp)
 }
 
 pub async fn batch_verify(state: &AdminState, req: &Request<Bytes>) -> Handled {
+    let started = std::time::Instant::now();
     let body: BatchVerifyRequest = parse_body(req)?;
     let items = body.requests.unwrap_or_default();
     if items.len() > MAX_BATCH_VERIFY {
@@ -91,6 +101,7 @@ pub async fn batch_verify(state: &AdminState, req: &Request<Bytes>) -> Handled {
         out.extend(verify_one(state, item, client_ip).await?.0);
     }
     out.extend_from_slice(verify::BATCH_CLOSE);
+    state.metrics.admin_verify.latency.observe(started.elapsed());
     Ok(with_cache_header(respond::raw_json(StatusCode::OK, out)))
 }
 

@@ -149,6 +149,15 @@ pub struct Serve {
     pub trust_forwarded_host: bool,
     /// `serve.http.request_log.exclude_health_endpoints`.
     pub exclude_health_from_request_log: bool,
+    /// `serve.http.request_log.data_plane_sample_every`: log one data-plane request in this many
+    /// (0, the default: none; the admin plane logs every request).
+    pub data_plane_log_every: u64,
+    /// `serve.max_connections_per_worker`: connections a data-plane worker holds before it sheds
+    /// new ones with a 503 and a close (default 10000).
+    pub max_connections_per_worker: usize,
+    /// `serve.pin_workers`: pin data-plane worker `i` to CPU `i` (modulo the CPUs this process
+    /// may run on); default off.
+    pub pin_workers: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -532,9 +541,12 @@ const KEYS: &[KeySpec] = &[
     key("serve.http.client_ip_source", Kind::Str),
     key("serve.http.trust_forwarded_host", Kind::Bool),
     key("serve.http.request_log.exclude_health_endpoints", Kind::Bool),
+    key("serve.http.request_log.data_plane_sample_every", int(0, u32::MAX as u64)),
     key("serve.metrics.host", Kind::Str),
     key("serve.metrics.port", PORT),
     key("serve.workers", int(1, 1024)),
+    key("serve.max_connections_per_worker", int(1, 1_000_000)),
+    key("serve.pin_workers", Kind::Bool),
     key("credentials.issuer", Kind::Str),
     key("credentials.issuer_retired", Kind::Retired { secret: false }),
     key("credentials.clock_skew", dur(Duration::ZERO, Some(Duration::from_secs(600)))),
@@ -1534,6 +1546,9 @@ fn build_serve(v: &mut Values, report: &mut Report) -> Serve {
         client_ip_source,
         trust_forwarded_host: v.bool("serve.http.trust_forwarded_host", false),
         exclude_health_from_request_log: v.bool("serve.http.request_log.exclude_health_endpoints", false),
+        data_plane_log_every: v.int("serve.http.request_log.data_plane_sample_every", 0),
+        max_connections_per_worker: v.int("serve.max_connections_per_worker", 10_000),
+        pin_workers: v.bool("serve.pin_workers", false),
     }
 }
 
@@ -1810,6 +1825,9 @@ mod tests {
         assert_eq!(c.serve.client_ip_source, ClientIpSource::RemoteAddr);
         assert!(!c.serve.trust_forwarded_host);
         assert!(!c.serve.exclude_health_from_request_log);
+        assert_eq!(c.serve.data_plane_log_every, 0);
+        assert_eq!(c.serve.max_connections_per_worker, 10_000);
+        assert!(!c.serve.pin_workers);
         assert_eq!(c.credentials.issuer, "https://api.example.com");
         assert!(c.credentials.issuer_retired.is_empty());
         assert_eq!(c.credentials.clock_skew, Duration::from_secs(300));
@@ -1881,6 +1899,18 @@ mod tests {
             &[],
             NOTHING,
             "error: serve.http.host: must not be empty (use 0.0.0.0 to listen on every interface)",
+        );
+        check(
+            base!("serve: {max_connections_per_worker: 500, pin_workers: true, http: {request_log: {data_plane_sample_every: 100}}}"),
+            &[],
+            |c| format!("{} {} {}", c.serve.max_connections_per_worker, c.serve.pin_workers, c.serve.data_plane_log_every),
+            "500 true 100",
+        );
+        check(
+            base!("serve: {max_connections_per_worker: 0}"),
+            &[],
+            NOTHING,
+            "error: serve.max_connections_per_worker: must be between 1 and 1000000, got 0",
         );
         check(base!("serve: {workers: 8}"), &[], |c| c.serve.workers.to_string(), "8");
         check(base!("serve: {workers: 0}"), &[], NOTHING, "error: serve.workers: must be between 1 and 1024, got 0");
@@ -2738,10 +2768,13 @@ serve:
     trust_forwarded_host: false
     request_log:
       exclude_health_endpoints: true
+      data_plane_sample_every: 0
   metrics:
     host: 0.0.0.0
     port: 4422
   workers: 2
+  max_connections_per_worker: 10000
+  pin_workers: false
 credentials:
   issuer: https://api.example.com
   issuer_retired: ["https://old.example.com", {value: "https://older.example.com", expires_at: "2999-12-31T23:59:59+01:00"}]

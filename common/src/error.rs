@@ -46,6 +46,11 @@ impl ApiError {
         Self::new(404, "NOT_FOUND", "NOT_FOUND", "The requested resource could not be found")
     }
 
+    /// Whether this is [`ApiError::route_not_found`] (not a missing key on a known route).
+    pub fn is_route_not_found(&self) -> bool {
+        self.status == 404 && self.reason == "NOT_FOUND"
+    }
+
     pub fn method_not_allowed() -> Self {
         Self::new(405, "UNIMPLEMENTED", "METHOD_NOT_ALLOWED", "The method is not allowed for this resource")
     }

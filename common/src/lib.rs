@@ -12,6 +12,7 @@ pub mod error;
 pub mod key;
 pub mod last_used;
 pub mod macaroon;
+pub mod metrics;
 pub mod model;
 pub mod page_token;
 pub mod self_revoke;

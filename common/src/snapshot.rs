@@ -162,6 +162,9 @@ pub struct SnapshotCell {
     wake: Sender<()>,
     /// When the refresher last read the store successfully.
     last_refresh: AtomicI64,
+    /// Duration of the refreshes that published a new snapshot.
+    refresh_latency: crate::metrics::Histogram,
+    refresh_failures: std::sync::atomic::AtomicU64,
 }
 
 impl SnapshotCell {
@@ -195,6 +198,16 @@ impl SnapshotCell {
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))
     }
 
+    /// Duration of the refreshes that found changes and published them.
+    pub fn refresh_latency(&self) -> &crate::metrics::Histogram {
+        &self.refresh_latency
+    }
+
+    /// Refreshes that failed (the store was unreachable or erred).
+    pub fn refresh_failures(&self) -> u64 {
+        self.refresh_failures.load(Ordering::Relaxed)
+    }
+
     fn publish(&self, snapshot: Snapshot) {
         let revision = snapshot.revision;
         self.current.store(Arc::new(snapshot));
@@ -212,6 +225,8 @@ pub fn start(store: Arc<dyn Store>, verifier: Verifier, interval: Duration) -> R
         published_changed: Condvar::new(),
         wake,
         last_refresh: AtomicI64::new(clock::now()),
+        refresh_latency: Default::default(),
+        refresh_failures: Default::default(),
     });
     let first = cold_load(&*store, &verifier)?;
     tracing::info!(keys = first.len(), revision = first.revision, "snapshot loaded");
@@ -273,12 +288,14 @@ impl Refresher {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             if let Err(e) = self.refresh() {
+                self.cell.refresh_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "snapshot refresh failed; serving the last snapshot");
             }
         }
     }
 
     fn refresh(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
         let current = self.cell.current.load_full();
         let mut next: Option<Snapshot> = None;
         loop {
@@ -295,6 +312,7 @@ impl Refresher {
         self.cell.last_refresh.store(clock::now(), Ordering::Relaxed);
         if let Some(snapshot) = next {
             self.cell.publish(snapshot);
+            self.cell.refresh_latency.observe(started.elapsed());
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! The trait is synchronous: `common` has no async runtime. The admin plane calls it from
 //! blocking tasks; the data plane never calls it on its hot path.
 
+pub mod metered;
 pub mod redb;
 
 use crate::clock::Nanos;

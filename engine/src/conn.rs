@@ -26,6 +26,8 @@ use crate::{Plane, Shared};
 /// Initial read buffer; grows (allocating) only for requests larger than this.
 const READ_BUF: usize = 16 * 1024;
 const WRITE_BUF: usize = 16 * 1024;
+/// How long a shed connection may take to receive its 503.
+const SHED_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A keep-alive connection idle this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A started request must arrive completely within this time of its first byte (slowloris
@@ -60,7 +62,35 @@ fn framing_error(e: parse::FramingError) -> ApiError {
     ApiError::new(e.status(), status_code_name(e.status()), reason(e.reason()), e.message())
 }
 
+/// Answers a connection the worker has no room for: 503 in the Talos envelope, then close.
+/// (Refusing to accept would leave the client waiting in the backlog instead.)
+pub async fn shed(mut stream: TcpStream) {
+    let mut out = Vec::with_capacity(512);
+    let err = ApiError::unavailable("the server is at its connection limit; try again later");
+    respond::write_error(&mut out, &err, false, false, None);
+    let _ = monoio::time::timeout(SHED_WRITE_TIMEOUT, stream.write_all(out)).await;
+}
+
+/// Counts a connection in its worker's open total (and the metrics) while it lives.
+struct Held<'a>(&'a Shared);
+
+impl<'a> Held<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.open.set(shared.open.get() + 1);
+        shared.metrics.connection_opened();
+        Held(shared)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.open.set(self.0.open.get() - 1);
+        self.0.metrics.connection_closed();
+    }
+}
+
 pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) {
+    let _held = Held::new(&shared);
     let _ = stream.set_nodelay(true);
     let mut rbuf: Vec<u8> = Vec::with_capacity(READ_BUF);
     let mut wbuf: Vec<u8> = Vec::with_capacity(WRITE_BUF);
@@ -260,6 +290,7 @@ async fn answer(
     keep_alive: bool,
     out: &mut Vec<u8>,
 ) -> Next {
+    let log = shared.sample_log().then(|| (Instant::now(), out.len()));
     let head_only = head.method == Method::Head;
     let route: Option<DataPlaneRoute> = match head.path {
         VERIFY => Some(verify::verify),
@@ -303,11 +334,41 @@ async fn answer(
             None => respond::write_error(out, &ApiError::route_not_found(), keep_alive, head_only, head.request_id),
         },
     }
+    if let Some((started, at)) = log {
+        log_request(shared, head, &out[at..], started);
+    }
     if keep_alive {
         Next::Continue
     } else {
         Next::Close
     }
+}
+
+/// One sampled request-log line: the route (data-plane paths by name, anything else as
+/// `other`, so a client's path never reaches the log), status, duration and request id.
+fn log_request(shared: &Shared, head: &RequestHead<'_>, response: &[u8], started: Instant) {
+    let route = match head.path {
+        VERIFY => "/v2alpha1/admin/apiKeys:verify",
+        BATCH_VERIFY => "/v2alpha1/admin/apiKeys:batchVerify",
+        SELF_REVOKE => "/v2alpha1/apiKeys:selfRevoke",
+        JWKS => "/v2alpha1/derivedKeys/jwks.json",
+        HEALTH_ALIVE => "/health/alive",
+        HEALTH_READY => "/health/ready",
+        VERSION => "/version",
+        _ => "other",
+    };
+    let status = response.get(9..12).and_then(|s| std::str::from_utf8(s).ok()).unwrap_or("");
+    let request_id = head.request_id.map(String::from_utf8_lossy).unwrap_or_default();
+    tracing::info!(
+        target: "talos::engine",
+        plane = if shared.plane == Plane::Check { "check" } else { "all" },
+        method = %String::from_utf8_lossy(head.method_bytes),
+        route,
+        status,
+        duration_us = started.elapsed().as_micros() as u64,
+        request_id = %request_id,
+        "request"
+    );
 }
 
 /// Verify or batch verify from the snapshot. The body is composed first at the end of `out`,
@@ -323,6 +384,7 @@ fn data_plane(
     out: &mut Vec<u8>,
     route: DataPlaneRoute,
 ) {
+    let started = Instant::now();
     let snapshot = shared.snapshot.load();
     let client_ip = common::verify::client_ip(shared.verifier.client_ip_source, peer.ip(), |name| {
         headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
@@ -333,6 +395,7 @@ fn data_plane(
         store: &*shared.store,
         bypass: head.cache_bypass,
         client_ip,
+        metrics: &shared.metrics.verify,
     };
     let body_at = out.len();
     match route(&source, body, out) {
@@ -359,6 +422,7 @@ fn data_plane(
             respond::write_error(out, &err, keep_alive, head.method == Method::Head, head.request_id);
         }
     }
+    shared.metrics.verify.latency.observe(started.elapsed());
 }
 
 /// Self-revocation on the check plane: the store write runs on its own thread (never on the

@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::metrics::{Metrics, WorkerMetrics};
 use common::snapshot::SnapshotCell;
 use common::store::Store;
 use common::verify::Verifier;
@@ -47,6 +48,14 @@ pub struct EngineConfig {
     pub plane: Plane,
     /// `/health/ready` fails when the snapshot is older than this (check plane).
     pub max_staleness: Duration,
+    /// A worker holding this many connections answers new ones 503 and closes them.
+    pub max_connections_per_worker: usize,
+    /// Pin worker `i` to the `i`-th CPU this process may run on.
+    pub pin_workers: bool,
+    /// Log one request in this many (0: none).
+    pub log_every: u64,
+    /// Where the workers register their counters.
+    pub metrics: Arc<Metrics>,
 }
 
 /// State every worker reads.
@@ -62,9 +71,27 @@ struct Shared {
     busy: std::cell::Cell<usize>,
     /// The public JWKS body, when signing keys are configured.
     jwks: Option<Box<[u8]>>,
+    /// This worker's counters (written by this thread only).
+    metrics: Arc<WorkerMetrics>,
+    /// Connections this worker holds, and how many it may.
+    open: std::cell::Cell<usize>,
+    max_connections: usize,
+    /// Request log sampling: log one request in `log_every` (0: none); `logged` counts down.
+    log_every: u64,
+    log_countdown: std::cell::Cell<u64>,
 }
 
 impl Shared {
+    /// Whether to log the request being answered (one in `log_every`).
+    fn sample_log(&self) -> bool {
+        if self.log_every == 0 {
+            return false;
+        }
+        let left = self.log_countdown.get() - 1;
+        self.log_countdown.set(if left == 0 { self.log_every } else { left });
+        left == 0
+    }
+
     fn shutting_down(&self) -> bool {
         self.control.stopping.load(Ordering::Relaxed)
     }
@@ -105,7 +132,15 @@ impl Engine {
         }
         let control = Arc::new(Control::default());
         let mut handles = Vec::with_capacity(workers);
+        let cores = if config.pin_workers { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+        if config.pin_workers && cores.is_empty() {
+            tracing::warn!("serve.pin_workers: cannot read the CPUs this process may run on; workers are not pinned");
+        }
         for (i, listener) in listeners.into_iter().enumerate() {
+            let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
+            let metrics = config.metrics.worker();
+            let max_connections = config.max_connections_per_worker.max(1);
+            let log_every = config.log_every;
             let control = control.clone();
             let verifier = verifier.clone();
             let snapshot = snapshot.clone();
@@ -115,6 +150,11 @@ impl Engine {
             let jwks = verifier.derived.public_jwks().map(|j| j.to_string().into_bytes().into_boxed_slice());
             let max_staleness = config.max_staleness;
             let handle = std::thread::Builder::new().name(format!("talos-engine-{i}")).spawn(move || {
+                if let Some(core) = core {
+                    if !core_affinity::set_for_current(core) {
+                        tracing::warn!(worker = i, cpu = core.id, "cannot pin the worker to its CPU");
+                    }
+                }
                 let shared = Rc::new(Shared {
                     plane,
                     verifier,
@@ -125,6 +165,11 @@ impl Engine {
                     control,
                     busy: std::cell::Cell::new(0),
                     jwks,
+                    metrics,
+                    open: std::cell::Cell::new(0),
+                    max_connections,
+                    log_every,
+                    log_countdown: std::cell::Cell::new(log_every),
                 });
                 let mut runtime = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build() {
                     Ok(rt) => rt,
@@ -191,7 +236,12 @@ async fn worker(listener: std::net::TcpListener, shared: Rc<Shared>) {
         monoio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    monoio::spawn(conn::serve(stream, peer, shared.clone()));
+                    if shared.open.get() >= shared.max_connections {
+                        shared.metrics.connection_shed();
+                        monoio::spawn(conn::shed(stream));
+                    } else {
+                        monoio::spawn(conn::serve(stream, peer, shared.clone()));
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors (or similar): back off instead of spinning, and

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 
 use common::clock::{self, Nanos};
 use common::error::ApiError;
+use common::metrics::{Outcome, VerifyMetrics};
 use common::snapshot::Snapshot;
 use common::store::Store;
 use common::verify::{
@@ -31,6 +32,8 @@ pub struct Source<'a> {
     pub bypass: bool,
     /// The client address per `serve.http.client_ip_source`, for IP allowlists.
     pub client_ip: Option<IpAddr>,
+    /// Where each verification's outcome is counted.
+    pub metrics: &'a VerifyMetrics,
 }
 
 impl<'a> Source<'a> {
@@ -61,20 +64,24 @@ impl<'a> Source<'a> {
             let fresh = self.fresh_lookup(credential, now)?;
             let found = Found(fresh.as_ref());
             let result = verifier.verify(credential, &audiences, now, self.client_ip, &found);
+            self.metrics.count(result.as_ref().map_or_else(|r| Outcome::from(*r), |_| Outcome::Valid));
             out.extend_from_slice(result.as_ref().map_or_else(|r| r.body(), Answer::body));
             return Ok(Cow::Owned(result.map(|a| a.headers().to_vec()).unwrap_or_default()));
         }
         let snapshot = self.snapshot;
         Ok(match verifier.verify(credential, &audiences, now, self.client_ip, snapshot) {
             Ok(Answer::Key(entry)) => {
+                self.metrics.count(Outcome::Valid);
                 out.extend_from_slice(&entry.valid_body);
                 Cow::Borrowed(&entry.valid_headers)
             }
             Ok(Answer::Derived(body)) => {
+                self.metrics.count(Outcome::Valid);
                 out.extend_from_slice(&body);
                 Cow::Borrowed(&[])
             }
             Err(rejection) => {
+                self.metrics.count(rejection.into());
                 out.extend_from_slice(rejection.body());
                 Cow::Borrowed(&[])
             }

@@ -38,7 +38,7 @@ impl Drop for TempDir {
 /// The YAML config of a test server; `extra` is appended verbatim.
 pub fn config(dsn: &str, secrets_yaml: &str, extra: &str) -> String {
     format!(
-        "serve:\n  http:\n    host: 127.0.0.1\n    port: 0\n  workers: 2\n\
+        "serve:\n  http:\n    host: 127.0.0.1\n    port: 0\n  metrics:\n    host: 127.0.0.1\n    port: 0\n  workers: 2\n\
          credentials:\n  issuer: http://talos.test\n  api_keys:\n    default_ttl: 720h\n\
          secrets:\n  hmac:\n{secrets_yaml}\n\
          db:\n  dsn: \"{dsn}\"\n\
@@ -55,6 +55,8 @@ pub fn secrets(current: &str) -> String {
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The operations listener (`serve.metrics`): `/metrics` and health probes.
+    pub metrics_addr: SocketAddr,
     log: Arc<Mutex<String>>,
     _dir: Option<TempDir>,
 }
@@ -87,10 +89,15 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        let metrics_addr = Arc::new(Mutex::new(None));
         let sink = log.clone();
+        let metrics_sink = metrics_addr.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("metrics_addr=")) {
+                    *metrics_sink.lock().unwrap() = addr.parse::<SocketAddr>().ok();
+                }
                 if line.contains(" listening ") {
                     if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
                         let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
@@ -108,7 +115,9 @@ impl Server {
                 panic!("talos did not start listening; log:\n{}", log.lock().unwrap());
             }
         };
-        Server { child, addr, log, _dir: None }
+        // The operations listener is bound (and logged) before the planes' listener.
+        let metrics_addr = metrics_addr.lock().unwrap().expect("talos logged its metrics address before listening");
+        Server { child, addr, metrics_addr, log, _dir: None }
     }
 
     pub fn log(&self) -> String {

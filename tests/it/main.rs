@@ -4,6 +4,7 @@ mod derive;
 mod framing;
 mod harness;
 mod manage;
+mod metrics;
 mod planes;
 mod postgres;
 mod sdk;

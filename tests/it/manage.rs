@@ -231,8 +231,11 @@ fn rotate_with_grace_period() {
 #[test]
 fn ip_allowlist_uses_the_configured_client_ip_source() {
     let dir = TempDir::new();
-    let yaml = config("memory", &secrets(SECRET), "")
-        .replace("    port: 0\n", "    port: 0\n    client_ip_source: X_FORWARDED_FOR\n");
+    let yaml = config("memory", &secrets(SECRET), "").replacen(
+        "    port: 0\n",
+        "    port: 0\n    client_ip_source: X_FORWARDED_FOR\n",
+        1,
+    );
     let server = Server::start_with(&dir.path("talos.yaml"), &yaml, &[]);
     let (_, secret) = server.issue(&json!({"ip_restriction": {"allowed_cidrs": ["10.0.0.0/8"]}}));
     let verify = |xff: Option<&str>| {

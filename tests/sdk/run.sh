@@ -107,6 +107,7 @@ CONFIG="$TMP_DIR/config.yaml"
 cat > "$CONFIG" <<EOF
 serve:
   http: { host: 127.0.0.1, port: $PORT }
+  metrics: { host: 127.0.0.1, port: 0 }
 credentials:
   issuer: "$ISSUER"
   api_keys:

@@ -169,7 +169,7 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "serve:\n  http: {{ host: 127.0.0.1, port: 0 }}\n  workers: 1\ncredentials:\n  issuer: http://bench\n  api_keys: {{ default_ttl: 24h }}\n\
+            "serve:\n  http: {{ host: 127.0.0.1, port: 0 }}\n  metrics: {{ host: 127.0.0.1, port: 0 }}\n  workers: 1\ncredentials:\n  issuer: http://bench\n  api_keys: {{ default_ttl: 24h }}\n\
              secrets:\n  hmac: {{ current: \"{SECRET}\" }}\ndb: {{ dsn: \"{dsn}\" }}\nsnapshot: {{ refresh_interval: {} }}\nlog: {{ level: info, format: text }}\n",
             args.refresh
         ),

@@ -35,15 +35,28 @@ impl Run {
     }
 }
 
-/// Runs `talos keys --endpoint endpoint <args…>` with `stdin` and `env` (the client's own variables
-/// are cleared first, so the caller's environment never leaks in).
+/// Variables of the caller's environment the client reads: cleared, so none leaks into a test.
+const CLIENT_ENV: [&str; 8] = [
+    "TALOS_API_KEY",
+    "TALOS_ENDPOINT",
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+];
+
+/// Runs `talos keys --endpoint endpoint <args…>` with `stdin` and `env`.
 fn keys_with(endpoint: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
-    let mut child = Command::new(binary())
+    let mut command = Command::new(binary());
+    for name in CLIENT_ENV {
+        command.env_remove(name);
+    }
+    let mut child = command
         .arg("keys")
         .args(["--endpoint", endpoint])
         .args(args)
-        .env_remove("TALOS_API_KEY")
-        .env_remove("TALOS_ENDPOINT")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -232,11 +245,11 @@ fn every_keys_subcommand_against_a_real_server() {
     assert!(gone.stdout.contains("VERIFICATION_ERROR_REVOKED"), "{}", gone.stdout);
 
     // The endpoint from the environment.
-    let via_env = Command::new(binary())
-        .args(["keys", "get", &key_id, "--format=json"])
-        .env("TALOS_ENDPOINT", ep)
-        .output()
-        .unwrap();
+    let mut command = Command::new(binary());
+    for name in CLIENT_ENV {
+        command.env_remove(name);
+    }
+    let via_env = command.args(["keys", "get", &key_id, "--format=json"]).env("TALOS_ENDPOINT", ep).output().unwrap();
     assert!(via_env.status.success(), "{}", String::from_utf8_lossy(&via_env.stderr));
 
     // Nothing the client sent was logged by the server either.

@@ -1,5 +1,5 @@
 //! The `talos` binary: parses the command line, loads the config, and wires the planes together.
-//! Everything else lives in the `common`, `engine` and `admin` crates.
+//! Everything else lives in the `common`, `engine`, `admin` and `client` crates.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,6 +54,8 @@ enum Command {
         #[arg(short, long, global = true)]
         config: Option<PathBuf>,
     },
+    /// Manage and check keys on a running server over its HTTP API (issue, list, verify, revoke…).
+    Keys(Box<client::Keys>),
     /// Print the version.
     Version,
 }
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Keys(keys) => client::run(*keys),
         Command::Serve { plane, config } => {
             let Some(config) = load_config(config) else { return ExitCode::from(2) };
             report(serve(Arc::new(config), plane))

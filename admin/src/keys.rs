@@ -10,7 +10,7 @@ use common::error::ApiError;
 use common::key::{self, NIL_NID};
 use common::model::{
     BatchImportRequest, ImportRequest, IssueRequest, KeyKind, KeyRecord, KeyStatus, RevocationReason, RevokeRequest,
-    RotateRequest, Visibility,
+    RotateRequest, UpdateRequest, Visibility,
 };
 use common::page_token::PageTokenError;
 use common::store::{Cursor, Inserted, ListQuery, StoreError};
@@ -383,7 +383,7 @@ pub async fn revoke(state: &AdminState, kind: KeyKind, key_id: &str, req: &Reque
 }
 
 /// The mutable fields of talos-api.md §4.4.
-const UPDATABLE: [&str; 5] = ["name", "scopes", "metadata", "rate_limit_policy", "ip_restriction"];
+const UPDATABLE: [&str; 5] = UpdateRequest::PATHS;
 
 /// Applies one field of an update body (`None`: clear it).
 fn apply_field(record: &mut KeyRecord, field: &str, value: Option<&Value>) -> Result<(), ApiError> {

@@ -886,6 +886,9 @@ fn collect_file(
     }
 }
 
+/// Variables of the `talos keys` client, not configuration keys: never warned about.
+const CLIENT_VARS: [&str; 2] = ["TALOS_ENDPOINT", "TALOS_API_KEY"];
+
 /// Applies environment overrides over the file's values. Highest first: `TALOS_<KEY>`, then
 /// `TALOS_<KEY>_<n>` list items, then an unprefixed `<KEY>`. Unprefixed variables that name no
 /// key are someone else's and are ignored; `TALOS_` ones that name no key are likely typos and
@@ -899,7 +902,9 @@ fn collect_env(mut vars: Vec<(String, String)>, raws: &mut BTreeMap<&'static str
     let mut indexed: BTreeMap<&'static str, BTreeMap<usize, (String, String)>> = BTreeMap::new();
     for (name, value) in vars {
         if let Some(rest) = name.strip_prefix("TALOS_") {
-            if let Some(&spec) = by_name.get(rest) {
+            if CLIENT_VARS.contains(&name.as_str()) {
+                continue;
+            } else if let Some(&spec) = by_name.get(rest) {
                 prefixed.push((spec, name, value));
             } else if let Some((spec, index)) = list_item_name(rest, &by_name) {
                 indexed.entry(spec.path).or_default().insert(index, (name, value));
@@ -2500,6 +2505,8 @@ mod tests {
             "error: serve.http.port: must be between 0 and 65535, got 70000 (set by TALOS_SERVE_HTTP_PORT)",
         );
         check(base!(""), &[("PATH", "/usr/bin"), ("HOME", "/root"), ("PORT", "1")], PORT, "4420");
+        // The `talos keys` client's variables are not configuration keys, and no typos either.
+        check(base!(""), &[("TALOS_ENDPOINT", "http://x:1"), ("TALOS_API_KEY", "k")], PORT, "4420");
         check(
             base!(""),
             &[("TALOS_UNKNOWN_THING", "1")],

@@ -133,6 +133,42 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// The envelope as a client reads it (`{"error": {...}}`); [`ApiError::to_json`] writes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct ErrorEnvelope {
+    pub error: ErrorStatus,
+}
+
+/// The `error` member of the envelope.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct ErrorStatus {
+    pub code: u16,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub details: Vec<ErrorInfo>,
+}
+
+/// A `google.rpc.ErrorInfo` detail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct ErrorInfo {
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub domain: String,
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+impl ErrorStatus {
+    /// The first detail's `reason`, if any.
+    pub fn reason(&self) -> Option<&str> {
+        self.details.first().map(|d| d.reason.as_str()).filter(|r| !r.is_empty())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +205,17 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_slice(&ApiError::internal().to_json()).unwrap();
         assert!(v["error"]["details"][0].get("metadata").is_none());
+    }
+
+    #[test]
+    fn envelope_reads_back() {
+        let err = ApiError::not_found("API key not found").with_metadata("limit", "10");
+        let read: ErrorEnvelope = serde_json::from_slice(&err.to_json()).unwrap();
+        assert_eq!(read.error.code, 404);
+        assert_eq!(read.error.status, "NOT_FOUND");
+        assert_eq!(read.error.message, "API key not found");
+        assert_eq!(read.error.reason(), Some("API_KEY_NOT_FOUND"));
+        assert_eq!(read.error.details[0].domain, ERROR_DOMAIN);
+        assert_eq!(read.error.details[0].metadata.get("limit").map(String::as_str), Some("10"));
     }
 }

@@ -104,13 +104,7 @@ pub struct RateLimitPolicy {
 
 impl RateLimitPolicy {
     pub fn to_json(&self) -> Value {
-        let mut v = Map::new();
-        v.insert("quota".into(), self.quota.to_string().into());
-        v.insert("window".into(), format_proto_duration(std::time::Duration::from_secs(self.window_secs)).into());
-        if !self.unit.is_empty() {
-            v.insert("unit".into(), self.unit.clone().into());
-        }
-        v.into()
+        serde_json::to_value(RateLimitPolicyIn::from(self)).expect("a policy serialises")
     }
 }
 
@@ -203,62 +197,70 @@ impl KeyRecord {
     }
 
     /// The API resource (`IssuedApiKey` / `ImportedApiKey`).
+    pub fn to_api_key(&self, now: Nanos) -> ApiKey {
+        ApiKey {
+            key_id: self.key_id.clone(),
+            name: self.name.clone(),
+            actor_id: self.actor_id.clone(),
+            scopes: self.scopes.clone(),
+            metadata: self.metadata.clone(),
+            status: self.status_at(now),
+            visibility: self.visibility,
+            create_time: format_rfc3339(self.create_time),
+            update_time: format_rfc3339(self.update_time),
+            expire_time: format_rfc3339(self.expire_time),
+            last_used_time: self.last_used_time.map(format_rfc3339),
+            rate_limit_policy: self.rate_limit_policy.as_ref().map(RateLimitPolicyIn::from),
+            ip_restriction: (!self.allowed_cidrs.is_empty())
+                .then(|| IpRestrictionIn { allowed_cidrs: Some(self.allowed_cidrs.clone()) }),
+            revocation_reason: self.revocation_reason,
+            revocation_description: self.revocation_description.clone(),
+        }
+    }
+
+    /// The API resource as JSON.
     pub fn to_resource(&self, now: Nanos) -> Value {
-        let mut v = Map::new();
-        v.insert("key_id".into(), self.key_id.clone().into());
-        if !self.name.is_empty() {
-            v.insert("name".into(), self.name.clone().into());
-        }
-        if !self.actor_id.is_empty() {
-            v.insert("actor_id".into(), self.actor_id.clone().into());
-        }
-        v.insert("scopes".into(), self.scopes.clone().into());
-        v.insert("metadata".into(), self.metadata.clone().into());
-        v.insert("status".into(), self.status_at(now).as_str().into());
-        v.insert("visibility".into(), self.visibility.as_str().into());
-        v.insert("create_time".into(), format_rfc3339(self.create_time).into());
-        v.insert("update_time".into(), format_rfc3339(self.update_time).into());
-        v.insert("expire_time".into(), format_rfc3339(self.expire_time).into());
-        if let Some(t) = self.last_used_time {
-            v.insert("last_used_time".into(), format_rfc3339(t).into());
-        }
-        if let Some(p) = &self.rate_limit_policy {
-            v.insert("rate_limit_policy".into(), p.to_json());
-        }
-        if !self.allowed_cidrs.is_empty() {
-            v.insert("ip_restriction".into(), serde_json::json!({ "allowed_cidrs": self.allowed_cidrs }));
-        }
-        if self.revocation_reason != RevocationReason::Unspecified {
-            v.insert("revocation_reason".into(), self.revocation_reason.as_str().into());
-        }
-        if !self.revocation_description.is_empty() {
-            v.insert("revocation_description".into(), self.revocation_description.clone().into());
-        }
-        v.into()
+        serde_json::to_value(self.to_api_key(now)).expect("a resource serialises")
     }
 }
 
 /// A duration field of a request: protobuf (`"3600s"`) or Go/Ory (`"24h"`, `"30d"`) form, with
-/// the sign kept because a negative ttl means "use the default" (§4.1).
+/// the sign kept because a negative ttl means "use the default" (§4.1). Written back in the
+/// protobuf form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireDuration {
     pub negative: bool,
     pub value: std::time::Duration,
 }
 
-impl<'de> Deserialize<'de> for WireDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+impl std::str::FromStr for WireDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
         let (negative, body) = match s.strip_prefix('-') {
             Some(rest) => (true, rest),
-            None => (false, s.strip_prefix('+').unwrap_or(&s)),
+            None => (false, s.strip_prefix('+').unwrap_or(s)),
         };
-        let value = parse_duration(body).map_err(|e| de::Error::custom(format!("invalid duration \"{s}\": {e}")))?;
+        let value = parse_duration(body).map_err(|e| format!("invalid duration \"{s}\": {e}"))?;
         Ok(WireDuration { negative, value })
     }
 }
 
-/// An int64 that protojson carries as a string but clients may send as a number.
+impl<'de> Deserialize<'de> for WireDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(de::Error::custom)
+    }
+}
+
+impl Serialize for WireDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let sign = if self.negative { "-" } else { "" };
+        s.collect_str(&format_args!("{sign}{}", format_proto_duration(self.value)))
+    }
+}
+
+/// An int64 that protojson carries as a string but clients may send as a number. Written as a
+/// string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireU64(pub u64);
 
@@ -276,89 +278,312 @@ impl<'de> Deserialize<'de> for WireU64 {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+impl Serialize for WireU64 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// `RateLimitPolicy` on the wire, in requests and in resources.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimitPolicyIn {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub quota: Option<WireU64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<WireDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+impl From<&RateLimitPolicy> for RateLimitPolicyIn {
+    fn from(p: &RateLimitPolicy) -> Self {
+        RateLimitPolicyIn {
+            quota: Some(WireU64(p.quota)),
+            window: Some(WireDuration { negative: false, value: std::time::Duration::from_secs(p.window_secs) }),
+            unit: (!p.unit.is_empty()).then(|| p.unit.clone()),
+        }
+    }
+}
+
+/// `IPRestriction` on the wire, in requests and in resources.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpRestrictionIn {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_cidrs: Option<Vec<String>>,
 }
 
 /// `IssueApiKeyRequest`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IssueRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl: Option<WireDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_policy: Option<RateLimitPolicyIn>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ip_restriction: Option<IpRestrictionIn>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub visibility: Option<Visibility>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
 }
 
 /// `ImportApiKeyRequest`: an issue request plus the raw key.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ImportRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub raw_key: Option<String>,
     #[serde(flatten)]
     pub fields: IssueRequest,
 }
 
 /// `BatchCreateImportedApiKeysRequest`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BatchImportRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub requests: Option<Vec<Option<ImportRequest>>>,
 }
 
 /// `AdminRotateIssuedApiKeyBody`, plus talos's `grace_period` extension.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RotateRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_policy: Option<RateLimitPolicyIn>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ip_restriction: Option<IpRestrictionIn>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub visibility: Option<Visibility>,
     /// How long the old key keeps verifying (never past its own expiry).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub grace_period: Option<WireDuration>,
 }
 
-/// `DeriveTokenRequest`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct DeriveRequest {
-    pub credential: Option<String>,
-    pub algorithm: Option<TokenAlgorithm>,
+/// `AdminUpdateIssuedApiKeyRequest` / `AdminUpdateImportedApiKeyRequest` as a client sends it:
+/// the fields to change, with `update_mask` naming them. The admin plane reads the body as a
+/// JSON object instead, because a masked field's absence (clear it) matters there.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UpdateRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_policy: Option<RateLimitPolicyIn>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_restriction: Option<IpRestrictionIn>,
+}
+
+impl UpdateRequest {
+    /// The `update_mask` paths (talos-api.md §4.4).
+    pub const PATHS: [&'static str; 5] = ["name", "scopes", "metadata", "rate_limit_policy", "ip_restriction"];
+
+    /// The paths of the fields this request sets, in [`Self::PATHS`] order.
+    pub fn present_paths(&self) -> Vec<&'static str> {
+        let present = [
+            self.name.is_some(),
+            self.scopes.is_some(),
+            self.metadata.is_some(),
+            self.rate_limit_policy.is_some(),
+            self.ip_restriction.is_some(),
+        ];
+        Self::PATHS.iter().zip(present).filter(|(_, set)| *set).map(|(path, _)| *path).collect()
+    }
+}
+
+/// `DeriveTokenRequest`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeriveRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<TokenAlgorithm>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl: Option<WireDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_claims: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub audiences: Option<Vec<String>>,
 }
 
 /// `AdminRevokeIssuedApiKeyBody` / `AdminRevokeImportedApiKeyBody`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RevokeRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<RevocationReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 
 /// `VerifyApiKeyRequest` as the admin plane reads it (the data plane borrows instead).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct VerifyRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expected_audiences: Option<Vec<String>>,
 }
 
 /// `BatchVerifyApiKeysRequest`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BatchVerifyRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub requests: Option<Vec<Option<VerifyRequest>>>,
+}
+
+/// `IssuedApiKey` / `ImportedApiKey` (talos-api.md §2.3): a key as the API shows it. The admin
+/// plane renders every resource through this struct ([`KeyRecord::to_resource`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub key_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub actor_id: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    #[serde(default)]
+    pub status: KeyStatus,
+    #[serde(default)]
+    pub visibility: Visibility,
+    #[serde(default)]
+    pub create_time: String,
+    #[serde(default)]
+    pub update_time: String,
+    #[serde(default)]
+    pub expire_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_policy: Option<RateLimitPolicyIn>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_restriction: Option<IpRestrictionIn>,
+    #[serde(default, skip_serializing_if = "RevocationReason::is_unspecified")]
+    pub revocation_reason: RevocationReason,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub revocation_description: String,
+}
+
+impl RevocationReason {
+    fn is_unspecified(&self) -> bool {
+        *self == RevocationReason::Unspecified
+    }
+}
+
+/// `IssueApiKeyResponse`; `secret` is absent when an idempotent replay returns an existing key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IssueResponse {
+    pub issued_api_key: ApiKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// `RotateIssuedApiKeyResponse`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RotateResponse {
+    pub issued_api_key: ApiKey,
+    pub old_issued_api_key: ApiKey,
+    pub secret: String,
+}
+
+/// `ListIssuedApiKeysResponse` / `ListImportedApiKeysResponse`: exactly one of the lists is sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListResponse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_api_keys: Option<Vec<ApiKey>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_api_keys: Option<Vec<ApiKey>>,
+    #[serde(default)]
+    pub next_page_token: String,
+}
+
+/// One `BatchCreateImportedApiKeysResult`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchImportResult {
+    pub index: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_api_key: Option<ApiKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+/// `BatchCreateImportedApiKeysResponse`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchImportResponse {
+    pub results: Vec<BatchImportResult>,
+    pub success_count: usize,
+    pub failure_count: usize,
+}
+
+/// `VerifyApiKeyResponse` (talos-api.md §4.8), as clients read it. The planes render it from
+/// pre-built bytes (`verify`); a test there checks those bytes against this model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VerifyResponse {
+    pub is_valid: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub actor_id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<KeyStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_policy: Option<RateLimitPolicyIn>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+}
+
+/// `DerivedToken`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DerivedToken {
+    pub token: String,
+    #[serde(default)]
+    pub expire_time: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub claims: Map<String, Value>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+}
+
+/// `DeriveTokenResponse`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeriveResponse {
+    pub token: DerivedToken,
 }
 
 #[cfg(test)]
@@ -387,6 +612,89 @@ mod tests {
         assert_eq!(serde_json::from_str::<WireU64>("\"1000\"").unwrap(), WireU64(1000));
         assert_eq!(serde_json::from_str::<WireU64>("1000").unwrap(), WireU64(1000));
         assert!(serde_json::from_str::<WireU64>("\"-1\"").is_err());
+    }
+
+    #[test]
+    fn wire_scalars_write_back_in_protojson_form() {
+        for (text, written) in [("3600s", "3600s"), ("24h", "86400s"), ("-1s", "-1s"), ("1.5s", "1.5s")] {
+            let d: WireDuration = text.parse().unwrap();
+            assert_eq!(serde_json::to_value(d).unwrap(), written, "{text}");
+            assert_eq!(serde_json::from_value::<WireDuration>(written.into()).unwrap(), d, "{text}");
+        }
+        assert!("5".parse::<WireDuration>().is_err());
+        assert_eq!(serde_json::to_value(WireU64(1000)).unwrap(), "1000");
+    }
+
+    #[test]
+    fn resource_wire_shape() {
+        let record = KeyRecord {
+            key_id: "k".into(),
+            name: "n".into(),
+            actor_id: "a".into(),
+            scopes: vec!["read".into()],
+            metadata: serde_json::from_str(r#"{"env":"prod"}"#).unwrap(),
+            create_time: 1_000_000_000,
+            update_time: 2_000_000_000,
+            expire_time: 4_000_000_000,
+            last_used_time: Some(3_000_000_000),
+            rate_limit_policy: Some(RateLimitPolicy { quota: 10, window_secs: 60, unit: String::new() }),
+            allowed_cidrs: vec!["10.0.0.0/8".into()],
+            ..KeyRecord::empty(KeyKind::Issued)
+        };
+        let mut revoked = record.clone();
+        revoked.revoke(RevocationReason::PrivilegeWithdrawn, "why".into(), None, 3_000_000_000);
+        let expected = serde_json::json!({
+            "key_id": "k", "name": "n", "actor_id": "a", "scopes": ["read"], "metadata": {"env": "prod"},
+            "status": "KEY_STATUS_ACTIVE", "visibility": "KEY_VISIBILITY_SECRET",
+            "create_time": "1970-01-01T00:00:01Z", "update_time": "1970-01-01T00:00:02Z",
+            "expire_time": "1970-01-01T00:00:04Z", "last_used_time": "1970-01-01T00:00:03Z",
+            "rate_limit_policy": {"quota": "10", "window": "60s"},
+            "ip_restriction": {"allowed_cidrs": ["10.0.0.0/8"]},
+        });
+        assert_eq!(record.to_resource(3_000_000_000), expected);
+        let resource = revoked.to_resource(3_000_000_000);
+        assert_eq!(resource["status"], "KEY_STATUS_REVOKED");
+        assert_eq!(resource["revocation_reason"], "REVOCATION_REASON_PRIVILEGE_WITHDRAWN");
+        assert_eq!(resource["revocation_description"], "why");
+        // Empty optional fields are left out, as before.
+        let bare = KeyRecord { key_id: "k".into(), ..KeyRecord::empty(KeyKind::Imported) }.to_resource(0);
+        let keys: Vec<&str> = bare.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["create_time", "expire_time", "key_id", "metadata", "scopes", "status", "update_time", "visibility"]
+        );
+        // A client reads the resource back into the same model.
+        let read: ApiKey = serde_json::from_value(resource).unwrap();
+        assert_eq!(read, revoked.to_api_key(3_000_000_000));
+    }
+
+    #[test]
+    fn requests_round_trip_without_absent_fields() {
+        let issue = IssueRequest {
+            name: Some("ci".into()),
+            scopes: Some(vec!["read".into()]),
+            ttl: Some("24h".parse().unwrap()),
+            rate_limit_policy: Some(RateLimitPolicyIn {
+                quota: Some(WireU64(5)),
+                window: Some("1m".parse().unwrap()),
+                unit: None,
+            }),
+            visibility: Some(Visibility::Public),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(ImportRequest { raw_key: Some("raw".into()), fields: issue }).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"raw_key": "raw", "name": "ci", "scopes": ["read"], "ttl": "86400s",
+                "rate_limit_policy": {"quota": "5", "window": "60s"}, "visibility": "KEY_VISIBILITY_PUBLIC"})
+        );
+        let read: ImportRequest = serde_json::from_value(json).unwrap();
+        assert_eq!(read.fields.ttl.unwrap().value.as_secs(), 86400);
+        assert_eq!(serde_json::to_string(&RevokeRequest::default()).unwrap(), "{}");
+        let update =
+            UpdateRequest { scopes: Some(vec![]), ip_restriction: Some(Default::default()), ..Default::default() };
+        assert_eq!(update.present_paths(), ["scopes", "ip_restriction"]);
+        assert_eq!(serde_json::to_value(&update).unwrap(), serde_json::json!({"scopes": [], "ip_restriction": {}}));
     }
 
     #[test]

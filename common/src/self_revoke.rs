@@ -9,9 +9,11 @@ use crate::store::{Store, StoreError};
 use crate::verify::{Route, Verifier, MAX_CREDENTIAL_LEN};
 
 /// `SelfRevokeApiKeyRequest`.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SelfRevokeRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<RevocationReason>,
 }
 

@@ -518,6 +518,7 @@ impl Verifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{RateLimitPolicy, VerifyResponse, WireU64};
 
     #[test]
     fn rejection_bodies_are_json() {
@@ -534,6 +535,28 @@ mod tests {
             assert_eq!(v["is_valid"], false);
             assert_eq!(v["error_code"], r.error_code());
         }
+    }
+
+    #[test]
+    fn rendered_answers_read_as_the_model() {
+        let record = KeyRecord {
+            key_id: "k".into(),
+            actor_id: "a".into(),
+            scopes: vec!["read".into()],
+            rate_limit_policy: Some(RateLimitPolicy { quota: 10, window_secs: 60, unit: String::new() }),
+            ..KeyRecord::empty(KeyKind::Issued)
+        };
+        let valid: VerifyResponse = serde_json::from_slice(&render_valid(&record, 1_000_000_000, "iss")).unwrap();
+        assert!(valid.is_valid);
+        assert_eq!((valid.key_id.as_str(), valid.actor_id.as_str()), ("k", "a"));
+        assert_eq!(valid.scopes, ["read"]);
+        assert_eq!(valid.status, Some(KeyStatus::Active));
+        assert_eq!(valid.expire_time.as_deref(), Some("1970-01-01T00:00:01Z"));
+        assert_eq!(valid.issuer.as_deref(), Some("iss"));
+        assert_eq!(valid.rate_limit_policy.unwrap().quota, Some(WireU64(10)));
+        let invalid: VerifyResponse = serde_json::from_slice(Rejection::Revoked.body()).unwrap();
+        assert!(!invalid.is_valid);
+        assert_eq!(invalid.error_code.as_deref(), Some(Rejection::Revoked.error_code()));
     }
 
     fn entry(revoked_at: Option<Nanos>, expire_time: Nanos, cidrs: &[&str]) -> VerifyEntry {

@@ -1,5 +1,6 @@
 //! Black-box integration tests: the real `talos` binary over real sockets.
 
+mod config_errors;
 mod derive;
 mod framing;
 mod harness;

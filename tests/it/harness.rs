@@ -80,21 +80,31 @@ impl Server {
             .args(args)
             .arg("--config")
             .arg(config_path)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("the talos binary starts");
-        let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        // Both streams go to the one log, line by line; only a text-format "listening" line on
+        // stderr announces the address.
+        let stdout = child.stdout.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if line.contains(" listening ") {
-                    if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
-                        let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
-                    }
+                if let Some(addr) = listening_addr(&line) {
+                    let _ = tx.send(addr);
                 }
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
@@ -111,6 +121,7 @@ impl Server {
         Server { child, addr, log, _dir: None }
     }
 
+    /// Everything the server wrote so far, stdout and stderr interleaved by line.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
@@ -149,6 +160,18 @@ impl Server {
             std::thread::park_timeout(Duration::from_millis(20));
         }
     }
+}
+
+/// The address of a "listening" log line, text (`addr=…`) or JSON (`"addr":"…"`).
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    if !line.contains("listening") {
+        return None;
+    }
+    if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
+        return addr.parse().ok();
+    }
+    let json: Value = serde_json::from_str(line).ok()?;
+    json["fields"]["addr"].as_str()?.parse().ok()
 }
 
 impl Drop for Server {

@@ -4,6 +4,7 @@ mod config_errors;
 mod derive;
 mod framing;
 mod harness;
+mod hygiene;
 mod manage;
 mod planes;
 mod postgres;

@@ -95,7 +95,11 @@ fn check(dir: &TempDir, case: &Case) -> Duration {
         if started.elapsed() > PROMPTLY {
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
-            panic!("{}: still running after {PROMPTLY:?}; stderr:\n{}", case.name, String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "{}: still running after {PROMPTLY:?}; stderr:\n{}",
+                case.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         std::thread::park_timeout(Duration::from_millis(10));
     };
@@ -109,7 +113,11 @@ fn check(dir: &TempDir, case: &Case) -> Duration {
         assert!(stderr.contains(&said), "{}: stderr does not say {said:?}:\n{stderr}", case.name);
     }
     for secret in &case.hides {
-        assert!(!stderr.contains(secret) && !stdout.contains(secret), "{}: a secret leaked:\n{stderr}{stdout}", case.name);
+        assert!(
+            !stderr.contains(secret) && !stdout.contains(secret),
+            "{}: a secret leaked:\n{stderr}{stdout}",
+            case.name
+        );
     }
     elapsed
 }

@@ -142,14 +142,22 @@ fn exercise(admin: SocketAddr, data: SocketAddr, s: &mut Secrets) {
     let malformed = [&forged, &truncated, &wrong_prefix, &wrong_version, &padded, &tampered_jwt, &truncated_macaroon];
 
     // Verification, on the data plane and the admin; a separate data plane catches up first.
-    let visible = |s: &mut Secrets, credential: &str| s.post(data, VERIFY, &json!({"credential": credential})).json()["is_valid"] == true;
+    let visible = |s: &mut Secrets, credential: &str| {
+        s.post(data, VERIFY, &json!({"credential": credential})).json()["is_valid"] == true
+    };
     eventually(std::time::Duration::from_secs(5), || visible(s, &batch[1]).then_some(()));
     for credential in [&key, &raw_key, &jwt, &macaroon] {
         for to in [data, admin] {
             let resp = s.post(to, VERIFY, &json!({"credential": credential}));
             assert_eq!(resp.json()["is_valid"], true, "{credential}: {}", resp.text);
         }
-        let resp = s.call(data, "POST", VERIFY, &[("cache-control", "no-cache")], &json!({"credential": credential}).to_string());
+        let resp = s.call(
+            data,
+            "POST",
+            VERIFY,
+            &[("cache-control", "no-cache")],
+            &json!({"credential": credential}).to_string(),
+        );
         assert_eq!(resp.json()["is_valid"], true, "{}", resp.text);
     }
     for credential in malformed {
@@ -162,7 +170,11 @@ fn exercise(admin: SocketAddr, data: SocketAddr, s: &mut Secrets) {
     }
     let mut all: Vec<&String> = vec![&key, &raw_key, &jwt, &macaroon];
     all.extend(malformed);
-    let resp = s.post(data, BATCH_VERIFY, &json!({"requests": all.iter().map(|c| json!({"credential": c})).collect::<Vec<_>>()}));
+    let resp = s.post(
+        data,
+        BATCH_VERIFY,
+        &json!({"requests": all.iter().map(|c| json!({"credential": c})).collect::<Vec<_>>()}),
+    );
     assert_eq!(resp.status, 200, "{}", resp.text);
     s.post(admin, BATCH_VERIFY, &json!({"requests": all.iter().map(|c| json!({"credential": c})).collect::<Vec<_>>()}));
 
@@ -216,10 +228,20 @@ fn exercise(admin: SocketAddr, data: SocketAddr, s: &mut Secrets) {
         s.post(admin, &format!("{ISSUED}/{revoked_id}:revoke"), &json!({"reason": secret}));
         s.post(admin, &format!("{ISSUED}/{revoked_id}:revoke"), &json!({"reason": 1, "description": secret}));
         s.post(admin, &format!("{ISSUED}/{rotated_id}:rotate"), &json!({"grace_period": secret}));
-        s.post(admin, &format!("{ISSUED}/{rotated_id}:rotate"), &json!({"ip_restriction": {"allowed_cidrs": [secret]}}));
+        s.post(
+            admin,
+            &format!("{ISSUED}/{rotated_id}:rotate"),
+            &json!({"ip_restriction": {"allowed_cidrs": [secret]}}),
+        );
         s.call(admin, "PATCH", &format!("{ISSUED}/{key_id}"), &json_ct, &json!({"scopes": secret}).to_string());
         s.call(admin, "PATCH", &format!("{ISSUED}/{key_id}?update_mask={secret}"), &json_ct, "{}");
-        s.call(admin, "PATCH", &format!("{ISSUED}/{key_id}?update_mask=ip_restriction"), &json_ct, &json!({"ip_restriction": {"allowed_cidrs": [secret]}}).to_string());
+        s.call(
+            admin,
+            "PATCH",
+            &format!("{ISSUED}/{key_id}?update_mask=ip_restriction"),
+            &json_ct,
+            &json!({"ip_restriction": {"allowed_cidrs": [secret]}}).to_string(),
+        );
 
         // Keys in query strings and path segments.
         for target in [
@@ -294,11 +316,13 @@ fn exercise(admin: SocketAddr, data: SocketAddr, s: &mut Secrets) {
     assert_eq!(s.call(admin, "GET", &format!("{ISSUED}?page_size=1&page_token={token}"), &[], "").status, 200);
     assert_eq!(s.call(admin, "GET", IMPORTED, &[], "").status, 200);
     assert_eq!(s.call(admin, "GET", &format!("{IMPORTED}/{imported_id}"), &[], "").status, 200);
-    let resp = s.call(admin, "PATCH", &format!("{ISSUED}/{key_id}?update_mask=name"), &json_ct, r#"{"name": "renamed"}"#);
+    let resp =
+        s.call(admin, "PATCH", &format!("{ISSUED}/{key_id}?update_mask=name"), &json_ct, r#"{"name": "renamed"}"#);
     assert_eq!(resp.status, 200, "{}", resp.text);
     let resp = s.call(admin, "PATCH", &format!("{IMPORTED}/{imported_id}"), &json_ct, r#"{"name": "renamed"}"#);
     assert_eq!(resp.status, 200, "{}", resp.text);
-    let resp = s.post(admin, &format!("{ISSUED}/{revoked_id}:revoke"), &json!({"reason": "REVOCATION_REASON_KEY_COMPROMISE"}));
+    let resp =
+        s.post(admin, &format!("{ISSUED}/{revoked_id}:revoke"), &json!({"reason": "REVOCATION_REASON_KEY_COMPROMISE"}));
     assert_eq!(resp.status, 204, "{}", resp.text);
     let resp = s.post(admin, &format!("{ISSUED}/{rotated_id}:rotate"), &json!({"grace_period": "1m"}));
     assert_eq!(resp.status, 201, "{}", resp.text);
@@ -309,8 +333,11 @@ fn exercise(admin: SocketAddr, data: SocketAddr, s: &mut Secrets) {
     eventually(std::time::Duration::from_secs(5), || (!visible(s, &batch[0]) && visible(s, &new_key)).then_some(()));
     let resp = s.post(data, SELF_REVOKE, &json!({"credential": self_revoked, "reason": 1}));
     assert_eq!(resp.status, 200, "{}", resp.text);
-    for (credential, valid) in [(&revoked, false), (&rotated, true), (&new_key, true), (&self_revoked, false), (&batch[0], false)] {
-        let resp = s.call(data, "POST", VERIFY, &[("pragma", "no-cache")], &json!({"credential": credential}).to_string());
+    for (credential, valid) in
+        [(&revoked, false), (&rotated, true), (&new_key, true), (&self_revoked, false), (&batch[0], false)]
+    {
+        let resp =
+            s.call(data, "POST", VERIFY, &[("pragma", "no-cache")], &json!({"credential": credential}).to_string());
         assert_eq!(resp.json()["is_valid"], valid, "{}", resp.text);
     }
     for to in [admin, data] {

@@ -1,6 +1,7 @@
 //! Black-box integration tests: the real `talos` binary over real sockets.
 
 mod config_errors;
+mod crash;
 mod derive;
 mod framing;
 mod harness;

@@ -1,6 +1,6 @@
 //! Starts the real `talos` binary on `127.0.0.1:0` with a config of the test's own, and talks to
-//! it over real sockets. The server's log is captured so tests can assert on it (and scan it for
-//! secrets).
+//! it over real sockets. Everything the server writes (stderr and stdout) is captured so tests can
+//! assert on it (and scan it for secrets).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

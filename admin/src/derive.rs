@@ -74,12 +74,13 @@ pub async fn derive(state: &AdminState, req: &Request<Bytes>) -> Handled {
     }
     let scopes = match body.scopes {
         Some(requested) if !requested.is_empty() => {
-            if let Some(missing) = requested.iter().find(|s| !parent.scopes.contains(s)) {
+            // The scope is named by its index, not quoted: it is client data, and could be a key.
+            if let Some(missing) = requested.iter().position(|s| !parent.scopes.contains(s)) {
                 return Err(ApiError::new(
                     403,
                     "PERMISSION_DENIED",
                     "FORBIDDEN",
-                    format!("requested scope '{missing}' not available in parent key"),
+                    format!("requested scopes[{missing}] not available in parent key"),
                 ));
             }
             requested

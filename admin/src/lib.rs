@@ -140,7 +140,7 @@ impl AdminService {
     pub async fn handle(&self, req: Request<Bytes>) -> Response<Bytes> {
         let started = std::time::Instant::now();
         let request_id = respond::request_id(req.headers());
-        let method = req.method().clone();
+        let method = loggable_method(req.method());
         let path = loggable_path(req.uri().path());
         let result = self.route(req).await;
         // Unknown paths share one label: a client must not be able to mint label values.
@@ -256,22 +256,49 @@ where
     }
 }
 
-/// The request path for the log, with the key-id segment replaced: a client that puts a key
-/// where its id belongs must not get the key logged.
+/// The method for the log: an extension method is any token the client chose (a key, even), so
+/// only the standard ones are logged by name.
+fn loggable_method(method: &Method) -> &'static str {
+    const STANDARD: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"];
+    STANDARD.into_iter().find(|m| *m == method.as_str()).unwrap_or("{other}")
+}
+
+/// The request path for the log, made of the routes' fixed words only. Any other segment — a
+/// key id, or a key a client put in the path by mistake — is logged as `{key_id}` (where routes
+/// have one) or `{other}`, and an unknown verb after `:` as `{other}`: no client data reaches the
+/// log this way.
 fn loggable_path(path: &str) -> String {
+    const WORDS: &[&str] = &[
+        "v2alpha1",
+        "admin",
+        "issuedApiKeys",
+        "importedApiKeys",
+        "importedApiKeys:batchCreate",
+        "apiKeys:derive",
+        "apiKeys:verify",
+        "apiKeys:batchVerify",
+        "apiKeys:selfRevoke",
+        "derivedKeys",
+        "jwks.json",
+        "health",
+        "alive",
+        "ready",
+        "version",
+    ];
+    const VERBS: &[&str] = &["revoke", "rotate"];
     let mut out = String::with_capacity(path.len());
     for (i, segment) in path.split('/').enumerate() {
         if i > 0 {
             out.push('/');
         }
-        if i == 4 && !segment.is_empty() {
-            out.push_str("{key_id}");
-            if let Some((_, verb)) = segment.split_once(':') {
-                out.push(':');
-                out.push_str(verb);
-            }
-        } else {
+        if segment.is_empty() || WORDS.contains(&segment) {
             out.push_str(segment);
+            continue;
+        }
+        out.push_str(if i == 4 { "{key_id}" } else { "{other}" });
+        if let Some((_, verb)) = segment.split_once(':') {
+            out.push(':');
+            out.push_str(if VERBS.contains(&verb) { verb } else { "{other}" });
         }
     }
     out
@@ -302,4 +329,33 @@ fn parse_body<T: serde::de::DeserializeOwned + Default>(req: &Request<Bytes>) ->
         return Err(ApiError::bad_request("invalid request body: expected a JSON object"));
     }
     serde_json::from_slice(body).map_err(|e| common::error::invalid_body(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn loggable_paths_hold_no_client_data() {
+        let check = |path: &str, expected: &str| assert_eq!(loggable_path(path), expected, "{path}");
+        check("/v2alpha1/admin/issuedApiKeys", "/v2alpha1/admin/issuedApiKeys");
+        check("/v2alpha1/admin/issuedApiKeys/0b7e-id", "/v2alpha1/admin/issuedApiKeys/{key_id}");
+        check("/v2alpha1/admin/issuedApiKeys/0b7e-id:rotate", "/v2alpha1/admin/issuedApiKeys/{key_id}:rotate");
+        check("/v2alpha1/admin/importedApiKeys/ab:revoke", "/v2alpha1/admin/importedApiKeys/{key_id}:revoke");
+        check("/v2alpha1/admin/importedApiKeys:batchCreate", "/v2alpha1/admin/importedApiKeys:batchCreate");
+        check("/v2alpha1/admin/issuedApiKeys/id:ory_ak_v1_x_y", "/v2alpha1/admin/issuedApiKeys/{key_id}:{other}");
+        check("/v2alpha1/admin/ory_ak_v1_x_y", "/v2alpha1/admin/{other}");
+        check("/ory_ak_v1_x_y/health", "/{other}/health");
+        check("/v2alpha1/admin/apiKeys:ory_ak_v1_x_y", "/v2alpha1/admin/{other}:{other}");
+        check("/health/ready", "/health/ready");
+        check("//v2alpha1/admin/issuedApiKeys/", "//v2alpha1/admin/issuedApiKeys/");
+        check("", "");
+    }
+
+    #[test]
+    fn loggable_methods_are_the_standard_ones() {
+        use http::Method;
+        assert_eq!(super::loggable_method(&Method::PATCH), "PATCH");
+        assert_eq!(super::loggable_method(&Method::from_bytes(b"ory_ak_v1_x_y").unwrap()), "{other}");
+    }
 }

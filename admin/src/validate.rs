@@ -78,9 +78,10 @@ pub fn allowed_cidrs(value: Option<IpRestrictionIn>) -> Result<Vec<String>, ApiE
             if let Ok(net) = c.parse::<ipnet::IpNet>() {
                 return Ok(net.to_string());
             }
-            c.parse::<std::net::IpAddr>().map(|ip| ipnet::IpNet::from(ip).to_string()).map_err(|_| {
-                ApiError::bad_request(format!("ip_restriction.allowed_cidrs[{i}] is not a valid CIDR: \"{c}\""))
-            })
+            // The value is not quoted back: a client that put a key here must not see it echoed.
+            c.parse::<std::net::IpAddr>()
+                .map(|ip| ipnet::IpNet::from(ip).to_string())
+                .map_err(|_| ApiError::bad_request(format!("ip_restriction.allowed_cidrs[{i}] is not a valid CIDR")))
         })
         .collect()
 }

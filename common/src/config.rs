@@ -414,16 +414,20 @@ impl Config {
     /// environment overrides and validates. Returns the config and its warnings, or every
     /// problem found.
     pub fn load(path: Option<&Path>, env: &dyn EnvSource) -> Result<(Config, Vec<String>), ConfigErrors> {
-        let yaml = match path {
-            Some(path) => std::fs::read_to_string(path).map_err(|e| {
-                ConfigErrors(vec![ConfigProblem {
-                    key: String::new(),
-                    message: format!("cannot read config file {}: {e}", path.display()),
-                }])
-            })?,
-            None => String::new(),
-        };
-        Self::from_yaml_str(&yaml, env)
+        let Some(path) = path else { return Self::from_yaml_str("", env) };
+        let yaml = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigProblem {
+                key: String::new(),
+                message: format!("cannot read config file {}: {e}", path.display()),
+            }])
+        })?;
+        // Problems of the document as a whole (not YAML, not a mapping) are named by the file.
+        Self::from_yaml_str(&yaml, env).map_err(|mut errors| {
+            for problem in errors.0.iter_mut().filter(|p| p.key.is_empty()) {
+                problem.key = path.display().to_string();
+            }
+            errors
+        })
     }
 
     /// As [`Config::load`], with the file's contents given.
@@ -2742,6 +2746,16 @@ cache:
     fn load_reports_unreadable_files() {
         let err = Config::load(Some(Path::new("/nonexistent/talos.yaml")), &Vec::new()).expect_err("no such file");
         assert!(err.to_string().starts_with("cannot read config file /nonexistent/talos.yaml: "), "{err}");
+        let dir = std::env::temp_dir().join(format!("talos-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_yaml = dir.join("talos.yaml");
+        std::fs::write(&not_yaml, "serve: [unclosed\n").unwrap();
+        let err = Config::load(Some(&not_yaml), &Vec::new()).expect_err("not YAML").to_string();
+        assert!(err.starts_with(&format!("{}: invalid YAML: ", not_yaml.display())), "{err}");
+        std::fs::write(&not_yaml, "- a list\n").unwrap();
+        let err = Config::load(Some(&not_yaml), &Vec::new()).expect_err("not a mapping").to_string();
+        assert!(err.starts_with(&format!("{}: the configuration must be a mapping", not_yaml.display())), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
         let (config, _) = Config::load(
             None,
             &env(&[

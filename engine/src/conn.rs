@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::error::ApiError;
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use crate::parse::{self, BodyFraming, ChunkedDecoder, Method, RequestHead, MAX_BODY, MAX_HEAD, MAX_HEADERS};
@@ -29,6 +29,9 @@ use crate::{Plane, Shared};
 /// what thousands of mostly idle clients cost.
 const READ_BUF: usize = 4 * 1024;
 const WRITE_BUF: usize = 4 * 1024;
+/// Bounds of the drain after a refused request (see `linger`).
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 8 * 1024 * 1024;
 /// How long a shed connection may take to receive its 503.
 const SHED_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A keep-alive connection idle this long is closed.
@@ -103,6 +106,8 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
     let mut busy = Busy { shared: &shared, counted: false };
     // Whether `100 Continue` went out for the request being received (RFC 9110 §10.1.1).
     let mut continue_sent = false;
+    // Whether the connection closes because a request was refused unread (a framing error).
+    let mut refused = false;
     // When the first byte of the request being received arrived: the request must be complete
     // within REQUEST_TIMEOUT of it, however slowly its bytes drip in.
     let mut request_started: Option<Instant> = None;
@@ -117,6 +122,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
                 Err(e) => {
                     respond::write_error(&mut wbuf, &framing_error(e), false, false, None);
                     next = Next::Close;
+                    refused = true;
                     break;
                 }
             };
@@ -156,6 +162,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
                         Err(e) => {
                             respond::write_error(&mut wbuf, &framing_error(e), false, false, head.request_id);
                             next = Next::Close;
+                            refused = true;
                             break;
                         }
                     }
@@ -182,6 +189,9 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
         }
         busy.set(false);
         if next == Next::Close {
+            if refused {
+                linger(&mut stream, rbuf).await;
+            }
             return;
         }
         // Keep unread bytes at the front of the buffer (a copy, no allocation).
@@ -201,7 +211,10 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
             if rbuf.len() >= MAX_HEAD + MAX_ENCODED_BODY {
                 // The parser bounds the head; a body encoded this large is refused outright.
                 respond::write_error(&mut wbuf, &ApiError::payload_too_large(), false, false, None);
-                let _ = stream.write_all(wbuf).await;
+                let (res, _) = stream.write_all(wbuf).await;
+                if res.is_ok() {
+                    linger(&mut stream, rbuf).await;
+                }
                 return;
             }
             rbuf.reserve(rbuf.capacity());
@@ -234,6 +247,30 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
             }
             // A read error, or the idle/request deadline passed: nothing more to answer.
             Ok((Err(_), _)) | Err(_) => return,
+        }
+    }
+}
+
+/// After refusing a request, the client may still be sending it. Closing at once would make the
+/// kernel reset the connection, which can destroy the error answer before the client reads it
+/// (RFC 9112 §9.6): so the write side is shut, and what still arrives is read and discarded —
+/// at most LINGER_BYTES, for at most LINGER_TIME.
+async fn linger(stream: &mut TcpStream, mut buf: Vec<u8>) {
+    let _ = stream.shutdown().await;
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        buf.clear();
+        match monoio::time::timeout(left, stream.read(buf)).await {
+            Ok((Ok(n), returned)) if n > 0 => {
+                drained += n;
+                buf = returned;
+            }
+            _ => return,
         }
     }
 }

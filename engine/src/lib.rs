@@ -125,6 +125,9 @@ impl Engine {
         let workers = config.workers.max(1);
         let mut listeners = Vec::with_capacity(workers);
         let mut addr = config.addr;
+        if addr.port() != 0 {
+            ensure_port_free(addr)?;
+        }
         for _ in 0..workers {
             let listener = bind_reuseport(addr)?;
             addr = listener.local_addr()?;
@@ -200,6 +203,19 @@ impl Engine {
             let _ = worker.join();
         }
     }
+}
+
+/// Fails with `AddrInUse` when anything listens on `addr` — another talos included. The workers'
+/// `SO_REUSEPORT` listeners would otherwise join a running process's group on the same port and
+/// silently split its traffic. A socket without `SO_REUSEPORT` cannot bind beside a listener, so
+/// binding one (and closing it, unlistened) tells.
+fn ensure_port_free(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // SO_REUSEADDR, as the listeners have it, so that connections in TIME_WAIT from a previous
+    // run do not count as the port being in use.
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
 }
 
 fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {

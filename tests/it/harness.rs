@@ -1,6 +1,6 @@
 //! Starts the real `talos` binary on `127.0.0.1:0` with a config of the test's own, and talks to
-//! it over real sockets. The server's log is captured so tests can assert on it (and scan it for
-//! secrets).
+//! it over real sockets. Everything the server writes (stderr and stdout) is captured so tests can
+//! assert on it (and scan it for secrets).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -82,26 +82,36 @@ impl Server {
             .args(args)
             .arg("--config")
             .arg(config_path)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("the talos binary starts");
-        let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let metrics_addr = Arc::new(Mutex::new(None));
+        // Both streams go to the one log, line by line; only a "listening" line on stderr
+        // announces the address (and an earlier line the operations listener's).
+        let stdout = child.stdout.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
         let metrics_sink = metrics_addr.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("metrics_addr=")) {
-                    *metrics_sink.lock().unwrap() = addr.parse::<SocketAddr>().ok();
+                if let Some(addr) = logged_addr(&line, "metrics_addr") {
+                    *metrics_sink.lock().unwrap() = Some(addr);
                 }
-                if line.contains(" listening ") {
-                    if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
-                        let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
-                    }
+                if let Some(addr) = listening_addr(&line) {
+                    let _ = tx.send(addr);
                 }
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
@@ -120,6 +130,7 @@ impl Server {
         Server { child, addr, metrics_addr, log, _dir: None }
     }
 
+    /// Everything the server wrote so far, stdout and stderr interleaved by line.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
@@ -158,6 +169,24 @@ impl Server {
             std::thread::park_timeout(Duration::from_millis(20));
         }
     }
+}
+
+/// The address of a "listening" log line, text (`addr=…`) or JSON (`"addr":"…"`).
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    if !line.contains("listening") {
+        return None;
+    }
+    logged_addr(line, "addr")
+}
+
+/// The address in the log field `field`, from a text (`field=…`) or JSON log line.
+fn logged_addr(line: &str, field: &str) -> Option<SocketAddr> {
+    let prefix = format!("{field}=");
+    if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix(prefix.as_str())) {
+        return addr.parse().ok();
+    }
+    let json: Value = serde_json::from_str(line).ok()?;
+    json["fields"][field].as_str()?.parse().ok()
 }
 
 impl Drop for Server {

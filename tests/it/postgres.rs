@@ -9,12 +9,12 @@ use crate::planes::split_planes;
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// A fresh schema, dropped when the guard goes.
-struct Schema {
+pub struct Schema {
     name: String,
 }
 
 impl Schema {
-    fn new() -> Schema {
+    pub fn new() -> Schema {
         let name = format!("talos_it_{}", uuid::Uuid::new_v4().simple());
         let mut client = postgres::Client::connect(SERVER, postgres::NoTls)
             .unwrap_or_else(|e| panic!("PostgreSQL must be running at {SERVER}: {e}"));
@@ -22,7 +22,7 @@ impl Schema {
         Schema { name }
     }
 
-    fn dsn(&self) -> String {
+    pub fn dsn(&self) -> String {
         format!("{SERVER}?options=-csearch_path%3D{}", self.name)
     }
 }

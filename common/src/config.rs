@@ -2876,3 +2876,7 @@ multitenancy:
         check_retype("use-the-same-hmac-secret", None);
     }
 }
+
+/// `docs/config.md` kept in step with [`KEYS`].
+#[cfg(test)]
+mod reference;

@@ -31,7 +31,7 @@ import typing
 import urllib.parse
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import pytest
 import yaml

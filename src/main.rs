@@ -72,7 +72,7 @@ enum MigrateAction {
 enum ServePlane {
     /// The admin plane only: key management, verify, health.
     Admin,
-    /// The data plane only: verify and batch verify from the snapshot, health.
+    /// The data plane only: verify and batch verify from the snapshot, self-revoke, JWKS, health.
     Check,
     /// Alias of `check`.
     Public,

@@ -2930,3 +2930,7 @@ multitenancy:
         check_retype("use-the-same-hmac-secret", None);
     }
 }
+
+/// `docs/config.md` kept in step with [`KEYS`].
+#[cfg(test)]
+mod reference;

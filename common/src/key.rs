@@ -308,7 +308,7 @@ mod tests {
             "ory_ak_v1_Qixkm4LLsreXThDin1PMDdN7fQe8KBizu57pu9nwN5pSiEq6mvZ4RdKBA7XUYoMT_\
              63ZN5DfXzc42ZLsAZoeTQZK2taYEY9wwSdx5wjqwLmTz",
         );
-        // A digest with a leading zero byte: base58 writes it as a leading '1' (43 characters).
+        // A digest with a leading zero byte: base58 writes it as a leading '1' (still 44 characters).
         check_vector(
             TS,
             "00000000-0000-4000-8000-0000000002c4",

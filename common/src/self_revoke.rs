@@ -86,6 +86,11 @@ pub fn self_revoke(
         Err(StoreError::Refused(_)) if already_revoked => Ok(None),
         Err(StoreError::Refused(e)) => Err(e),
         Err(StoreError::NotFound) => Err(not_found()),
+        // As the admin plane answers a write the store could not take: 503, retry.
+        Err(StoreError::Unavailable(detail)) => {
+            tracing::warn!(error = %detail, "store unavailable for a self-revocation");
+            Err(ApiError::unavailable("the store is unavailable; nothing was changed, try again"))
+        }
         Err(e) => {
             tracing::error!(error = %e, "self-revocation failed in the store");
             Err(ApiError::internal())

@@ -401,7 +401,11 @@ impl Verifier {
             last_used: None,
             keyring,
             allowed_prefixes,
-            max_ttl_secs: i64::try_from(config.credentials.api_keys.max_ttl.as_secs()).unwrap_or(i64::MAX),
+            // A zero max_ttl means "no maximum" (config.rs), so no issue time is too old.
+            max_ttl_secs: match config.credentials.api_keys.max_ttl.as_secs() {
+                0 => i64::MAX,
+                secs => i64::try_from(secs).unwrap_or(i64::MAX),
+            },
             skew_secs: i64::try_from(config.credentials.clock_skew.as_secs()).unwrap_or(i64::MAX),
             issuer: config.credentials.issuer.clone(),
             macaroon_prefixes: std::iter::once(&config.credentials.derived_tokens.macaroon_prefix)
@@ -603,6 +607,26 @@ mod tests {
         assert_eq!(route("old_v1_AgEE", &mc), Route::Macaroon);
         assert_eq!(route("mc_v2_AgEE", &mc), Route::Imported);
         assert_eq!(route("my-legacy-key", &mc), Route::Imported);
+    }
+
+    /// `credentials.api_keys.max_ttl: 0` means no maximum; it used to reject every issued key
+    /// older than `clock_skew` as not found.
+    #[test]
+    fn max_ttl_zero_does_not_age_out_keys() {
+        let check = |max_ttl: &str, age_secs: i64| {
+            let yaml = format!(
+                "credentials: {{issuer: x, clock_skew: 0s, api_keys: {{max_ttl: {max_ttl}}}}}\n\
+                 secrets: {{hmac: {{current: \"0123456789abcdef0123456789abcdef\"}}}}\n"
+            );
+            let (config, _) = Config::from_yaml_str(&yaml, &Vec::new()).expect("valid config");
+            let verifier = Verifier::new(&config).expect("valid verifier");
+            let now = crate::clock::now();
+            let key = key::generate("ory_ak", secs(now) - age_secs, Uuid::new_v4(), &verifier.keyring);
+            verifier.precheck(&key, now).map(|_| ())
+        };
+        assert_eq!(check("0s", 10 * 365 * 86_400), Ok(()));
+        assert_eq!(check("1h", 3_600), Ok(()));
+        assert_eq!(check("1h", 3_601), Err(Rejection::NotFound));
     }
 
     #[test]

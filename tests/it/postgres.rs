@@ -144,6 +144,9 @@ fn the_database_disappears_and_returns() {
     // A write while the store is gone: 503 in the envelope, and nothing happens.
     let failed = admin.post("/v2alpha1/admin/issuedApiKeys", &json!({"actor_id": "outage", "name": "lost"}));
     failed.assert_error(503, "SERVICE_UNAVAILABLE");
+    // A self-revocation on the check plane cannot be written either: 503 too, the key stays valid.
+    let failed = check.post("/v2alpha1/apiKeys:selfRevoke", &json!({"credential": before, "reason": 1}));
+    failed.assert_error(503, "SERVICE_UNAVAILABLE");
     // The check plane keeps answering from its snapshot, and says it is stale.
     assert_eq!(check.verify(&before)["is_valid"], true);
     eventually(Duration::from_secs(10), || (check.get("/health/ready").status == 503).then_some(()));

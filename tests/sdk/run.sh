@@ -2,8 +2,11 @@
 # SDK-compatibility test: start a talos binary on a free loopback port with an
 # in-memory store and run tests/sdk (the official `ory-client` Python SDK) against it.
 # The config carries a freshly generated Ed25519 JWKS (`talos jwk`) for derived JWTs.
+# `talos serve admin` and `talos serve check` also run (same config, ports from the
+# environment, each with its own in-memory store), for test_openapi.py's route table.
 #
-# Exported to pytest: TALOS_URL, TALOS_ISSUER (credentials.issuer),
+# Exported to pytest: TALOS_URL (`talos serve`), TALOS_ADMIN_URL, TALOS_CHECK_URL,
+# TALOS_ISSUER (credentials.issuer),
 # TALOS_HMAC_SECRET (secrets.hmac.current), TALOS_JWKS_URL (the base64:// JWKS
 # URL holding the private signing key), so that tests/sdk/test_tokens.py can check
 # the token formats independently of talos, and TALOS_PUBLIC_PREFIX
@@ -57,25 +60,30 @@ VPY="$VENV/bin/python"
 
 # --- temporary config ---------------------------------------------------------
 TMP_DIR="$(mktemp -d "${TMPDIR:-/tmp}/talos-sdk.XXXXXX")"
-SERVER_LOG="$TMP_DIR/server.log"
-SERVER_PID=""
+SERVER_PIDS=()
 PYTEST_RC=1
 
 cleanup() {
     local rc=$?
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
+    local pid log
+    for pid in "${SERVER_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${SERVER_PIDS[@]}"; do
         for _ in $(seq 1 50); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
+            kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
-        kill -9 "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    if [[ $rc -ne 0 && -f "$SERVER_LOG" ]]; then
-        echo "---- talos server log (last 100 lines) ----" >&2
-        tail -n 100 "$SERVER_LOG" >&2 || true
-        echo "---- end of server log ----" >&2
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ $rc -ne 0 ]]; then
+        for log in "$TMP_DIR"/*.log; do
+            [[ -f "$log" ]] || continue
+            echo "---- $(basename "$log") (last 100 lines) ----" >&2
+            tail -n 100 "$log" >&2 || true
+        done
+        echo "---- end of server logs ----" >&2
     fi
     rm -rf "$TMP_DIR"
     exit $rc
@@ -84,12 +92,17 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-PORT="$("$VPY" -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()')"
+# Three distinct free ports (all bound at once, then released).
+read -r PORT ADMIN_PORT CHECK_PORT < <("$VPY" -c 'import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+for s in socks:
+    s.close()')
 BASE_URL="http://127.0.0.1:$PORT"
+ADMIN_URL="http://127.0.0.1:$ADMIN_PORT"
+CHECK_URL="http://127.0.0.1:$CHECK_PORT"
 
 ISSUER="$BASE_URL"
 HMAC_SECRET="sdk-test-secret-0123456789abcdef0123456789"
@@ -123,11 +136,18 @@ db: { dsn: memory }
 log: { level: info, format: text }
 EOF
 
-# --- start the server and wait for readiness ----------------------------------
-"$BIN" serve --config "$CONFIG" >"$SERVER_LOG" 2>&1 &
-SERVER_PID=$!
+# --- start the servers and wait for readiness ---------------------------------
+# usage: start_server LOG_NAME PORT [PLANE]; exits (via set -e) if it does not get ready.
+start_server() {
+    local log="$TMP_DIR/$1.log" port="$2"
+    shift 2
+    TALOS_SERVE_HTTP_PORT="$port" "$BIN" serve "$@" --config "$CONFIG" >"$log" 2>&1 &
+    SERVER_PIDS+=($!)
+    wait_ready "http://127.0.0.1:$port/health/ready" "$!"
+}
 
-"$VPY" - "$BASE_URL/health/ready" "$SERVER_PID" <<'EOF'
+wait_ready() {
+"$VPY" - "$1" "$2" <<'EOF'
 import os, sys, time, urllib.request, urllib.error
 url, pid = sys.argv[1], int(sys.argv[2])
 deadline = time.monotonic() + 30.0
@@ -152,12 +172,17 @@ while time.monotonic() < deadline:
     time.sleep(0.05)
 sys.exit(f"run.sh: {url} not ready within 30s ({last})")
 EOF
-# (a failed readiness check exits non-zero here via set -e, printing the log)
+}
+
+start_server server "$PORT"
+start_server admin "$ADMIN_PORT" admin
+start_server check "$CHECK_PORT" check
 
 # --- run the tests ------------------------------------------------------------
 set +e
 # shellcheck disable=SC2086
 PYTHONDONTWRITEBYTECODE=1 TALOS_URL="$BASE_URL" TALOS_ISSUER="$ISSUER" \
+    TALOS_ADMIN_URL="$ADMIN_URL" TALOS_CHECK_URL="$CHECK_URL" \
     TALOS_HMAC_SECRET="$HMAC_SECRET" TALOS_JWKS_URL="$JWKS_URL" \
     TALOS_PUBLIC_PREFIX="$PUBLIC_PREFIX" \
     "$VPY" -m pytest -q -p no:cacheprovider tests/sdk ${PYTEST_ARGS:-}

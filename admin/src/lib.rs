@@ -192,13 +192,13 @@ impl AdminService {
             }
             ["v2alpha1", "admin", "issuedApiKeys"] => match method {
                 Method::POST => keys::issue(state, &req).await,
-                Method::GET => keys::list(state, KeyKind::Issued, &req).await,
-                _ => Err(ApiError::method_not_allowed()),
+                Method::GET | Method::HEAD => keys::list(state, KeyKind::Issued, &req).await,
+                _ => not_allowed(&[Method::GET, Method::POST]),
             },
             ["v2alpha1", "admin", "importedApiKeys"] => match method {
                 Method::POST => keys::import(state, &req).await,
-                Method::GET => keys::list(state, KeyKind::Imported, &req).await,
-                _ => Err(ApiError::method_not_allowed()),
+                Method::GET | Method::HEAD => keys::list(state, KeyKind::Imported, &req).await,
+                _ => not_allowed(&[Method::GET, Method::POST]),
             },
             ["v2alpha1", "admin", "importedApiKeys:batchCreate"] => {
                 only(&method, &[Method::POST], || keys::batch_import(state, &req)).await
@@ -207,15 +207,15 @@ impl AdminService {
                 let kind = if *collection == "issuedApiKeys" { KeyKind::Issued } else { KeyKind::Imported };
                 match (id.split_once(':'), kind) {
                     (None, KeyKind::Issued) => match method {
-                        Method::GET => keys::get(state, kind, id).await,
+                        Method::GET | Method::HEAD => keys::get(state, kind, id).await,
                         Method::PATCH => keys::update(state, kind, id, &req).await,
-                        _ => Err(ApiError::method_not_allowed()),
+                        _ => not_allowed(&[Method::GET, Method::PATCH]),
                     },
                     (None, KeyKind::Imported) => match method {
-                        Method::GET => keys::get(state, kind, id).await,
+                        Method::GET | Method::HEAD => keys::get(state, kind, id).await,
                         Method::PATCH => keys::update(state, kind, id, &req).await,
                         Method::DELETE => keys::delete(state, kind, id).await,
-                        _ => Err(ApiError::method_not_allowed()),
+                        _ => not_allowed(&[Method::GET, Method::PATCH, Method::DELETE]),
                     },
                     (Some((id, "revoke")), _) => {
                         only(&method, &[Method::POST], || keys::revoke(state, kind, id, &req)).await
@@ -244,16 +244,31 @@ impl AdminService {
     }
 }
 
+/// Runs `handler` when the method is one of `allowed` (HEAD counts as GET: hyper and the
+/// engine's bridge drop the body), or answers 405.
 async fn only<F, Fut>(method: &Method, allowed: &[Method], handler: F) -> Handled
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Handled>,
 {
-    if allowed.contains(method) {
+    if allowed.contains(method) || (*method == Method::HEAD && allowed.contains(&Method::GET)) {
         handler().await
     } else {
-        Err(ApiError::method_not_allowed())
+        not_allowed(allowed)
     }
+}
+
+/// 405 in the envelope, with the `Allow` header RFC 9110 §15.5.6 requires.
+fn not_allowed(allowed: &[Method]) -> Handled {
+    let mut names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+    if allowed.contains(&Method::GET) {
+        names.push("HEAD");
+    }
+    let mut resp = respond::error(&ApiError::method_not_allowed());
+    if let Ok(value) = http::HeaderValue::from_str(&names.join(", ")) {
+        resp.headers_mut().insert(http::header::ALLOW, value);
+    }
+    Ok(resp)
 }
 
 /// The method for the log: an extension method is any token the client chose (a key, even), so

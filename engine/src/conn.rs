@@ -18,7 +18,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use crate::parse::{self, BodyFraming, ChunkedDecoder, Method, RequestHead, MAX_BODY, MAX_HEAD, MAX_HEADERS};
-use crate::respond::{self, Response};
+use crate::respond::{self, Persist, Response};
 
 use crate::verify::{self, Source};
 use crate::{Plane, Shared};
@@ -73,7 +73,7 @@ fn framing_error(e: parse::FramingError) -> ApiError {
 pub async fn shed(mut stream: TcpStream) {
     let mut out = Vec::with_capacity(512);
     let err = ApiError::unavailable("the server is at its connection limit; try again later");
-    respond::write_error(&mut out, &err, false, false, None);
+    respond::write_error(&mut out, &err, b"", Persist::Close, false, None);
     let _ = monoio::time::timeout(SHED_WRITE_TIMEOUT, stream.write_all(out)).await;
 }
 
@@ -120,7 +120,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
                 Ok(Some(head)) => head,
                 Ok(None) => break,
                 Err(e) => {
-                    respond::write_error(&mut wbuf, &framing_error(e), false, false, None);
+                    respond::write_error(&mut wbuf, &framing_error(e), b"", Persist::Close, false, None);
                     next = Next::Close;
                     refused = true;
                     break;
@@ -160,7 +160,14 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
                             break;
                         }
                         Err(e) => {
-                            respond::write_error(&mut wbuf, &framing_error(e), false, false, head.request_id);
+                            respond::write_error(
+                                &mut wbuf,
+                                &framing_error(e),
+                                b"",
+                                Persist::Close,
+                                false,
+                                head.request_id,
+                            );
                             next = Next::Close;
                             refused = true;
                             break;
@@ -170,8 +177,9 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
             };
             // Inside a request: shutdown waits for this answer.
             busy.set(true);
-            let keep_alive = head.keep_alive && !shared.shutting_down();
-            next = answer(&shared, &head, &headers[..head.header_count], body, peer, keep_alive, &mut wbuf).await;
+            let persist = Persist::of(head.keep_alive && !shared.shutting_down(), head.minor_version);
+            let req = Incoming { head: &head, headers: &headers[..head.header_count], body, peer, persist };
+            next = answer(&shared, &req, &mut wbuf).await;
             start += consumed;
             continue_sent = false;
             request_started = None;
@@ -210,7 +218,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
         } else if rbuf.len() == rbuf.capacity() {
             if rbuf.len() >= MAX_HEAD + MAX_ENCODED_BODY {
                 // The parser bounds the head; a body encoded this large is refused outright.
-                respond::write_error(&mut wbuf, &ApiError::payload_too_large(), false, false, None);
+                respond::write_error(&mut wbuf, &ApiError::payload_too_large(), b"", Persist::Close, false, None);
                 let (res, _) = stream.write_all(wbuf).await;
                 if res.is_ok() {
                     linger(&mut stream, rbuf).await;
@@ -228,7 +236,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
         if timeout.is_zero() {
             let err =
                 ApiError::new(408, "DEADLINE_EXCEEDED", "REQUEST_TIMEOUT", "The request was not received in time");
-            respond::write_error(&mut wbuf, &err, false, false, None);
+            respond::write_error(&mut wbuf, &err, b"", Persist::Close, false, None);
             let _ = stream.write_all(wbuf).await;
             return;
         }
@@ -320,64 +328,89 @@ fn reason(snake: &'static str) -> &'static str {
 
 type DataPlaneRoute = for<'a> fn(&Source<'a>, &[u8], &mut Vec<u8>) -> Result<Cow<'a, [u8]>, ApiError>;
 
-/// Routes one request and appends its response.
-async fn answer(
-    shared: &Shared,
-    head: &RequestHead<'_>,
-    headers: &[httparse::Header<'_>],
-    body: &[u8],
+/// One complete request, borrowed from the read buffer, and whether its connection stays open:
+/// everything a route needs to answer it.
+struct Incoming<'r, 'b> {
+    head: &'r RequestHead<'b>,
+    headers: &'r [httparse::Header<'b>],
+    body: &'r [u8],
     peer: SocketAddr,
-    keep_alive: bool,
-    out: &mut Vec<u8>,
-) -> Next {
+    persist: Persist,
+}
+
+impl Incoming<'_, '_> {
+    /// HEAD: the answer's headers without its body.
+    fn head_only(&self) -> bool {
+        self.head.method == Method::Head
+    }
+
+    fn json(&self, out: &mut Vec<u8>, status: u16, body: &[u8]) {
+        let response = Response { status, body, cache: None, persist: self.persist, head_only: self.head_only() };
+        respond::write(out, &response, self.head.request_id);
+    }
+
+    fn error(&self, out: &mut Vec<u8>, err: &ApiError) {
+        respond::write_error(out, err, b"", self.persist, self.head_only(), self.head.request_id);
+    }
+
+    /// 405 with the `Allow` header the route takes (RFC 9110 §15.5.6).
+    fn not_allowed(&self, out: &mut Vec<u8>, allow: &'static [u8]) {
+        respond::write_error(
+            out,
+            &ApiError::method_not_allowed(),
+            allow,
+            self.persist,
+            self.head_only(),
+            self.head.request_id,
+        );
+    }
+}
+
+const ALLOW_POST: &[u8] = b"allow: POST\r\n";
+const ALLOW_GET: &[u8] = b"allow: GET, HEAD\r\n";
+
+/// Routes one request and appends its response.
+async fn answer(shared: &Shared, req: &Incoming<'_, '_>, out: &mut Vec<u8>) -> Next {
     let log = shared.sample_log().then(|| (Instant::now(), out.len()));
-    let head_only = head.method == Method::Head;
+    let (head, method) = (req.head, req.head.method);
+    let readable = matches!(method, Method::Get | Method::Head);
     let route: Option<DataPlaneRoute> = match head.path {
         VERIFY => Some(verify::verify),
         BATCH_VERIFY => Some(verify::batch_verify),
         _ => None,
     };
     match route {
-        Some(_) if head.method != Method::Post => {
-            respond::write_error(out, &ApiError::method_not_allowed(), keep_alive, head_only, head.request_id);
-        }
-        Some(route) => data_plane(shared, head, headers, body, peer, keep_alive, out, route),
-        None if head.path == JWKS => match (head.method, &shared.jwks) {
-            (Method::Get | Method::Head, Some(jwks)) => respond::write(
-                out,
-                &Response { status: 200, body: jwks, cache: None, keep_alive, head_only },
-                head.request_id,
-            ),
-            (Method::Get | Method::Head, None) => {
+        Some(_) if method != Method::Post => req.not_allowed(out, ALLOW_POST),
+        Some(route) => data_plane(shared, req, out, route),
+        None if head.path == JWKS => match &shared.jwks {
+            _ if !readable => req.not_allowed(out, ALLOW_GET),
+            Some(jwks) => req.json(out, 200, jwks),
+            None => {
                 let mut err = ApiError::internal();
                 err.message = "no active signing keys found".into();
-                respond::write_error(out, &err, keep_alive, head_only, head.request_id);
+                req.error(out, &err);
             }
-            _ => respond::write_error(out, &ApiError::method_not_allowed(), keep_alive, head_only, head.request_id),
         },
-        None if shared.plane == Plane::Check && head.path == SELF_REVOKE => {
-            if head.method == Method::Post {
-                self_revoke(shared, head, body, keep_alive, out).await;
-            } else {
-                respond::write_error(out, &ApiError::method_not_allowed(), keep_alive, head_only, head.request_id);
-            }
-        }
+        None if shared.plane == Plane::Check && head.path == SELF_REVOKE => match method {
+            Method::Post => self_revoke(shared, req, out).await,
+            _ => req.not_allowed(out, ALLOW_POST),
+        },
         None if shared.plane == Plane::Check && matches!(head.path, HEALTH_ALIVE | HEALTH_READY | VERSION) => {
-            if matches!(head.method, Method::Get | Method::Head) {
-                health(shared, head.path, keep_alive, head_only, head.request_id, out);
+            if readable {
+                health(shared, req, out);
             } else {
-                respond::write_error(out, &ApiError::method_not_allowed(), keep_alive, head_only, head.request_id);
+                req.not_allowed(out, ALLOW_GET);
             }
         }
         None => match &shared.fallback {
-            Some(fallback) => hand_off(fallback, head, headers, body, peer, keep_alive, out).await,
-            None => respond::write_error(out, &ApiError::route_not_found(), keep_alive, head_only, head.request_id),
+            Some(fallback) => hand_off(fallback, req, out).await,
+            None => req.error(out, &ApiError::route_not_found()),
         },
     }
     if let Some((started, at)) = log {
         log_request(shared, head, &out[at..], started);
     }
-    if keep_alive {
+    if req.persist.keeps_open() {
         Next::Continue
     } else {
         Next::Close
@@ -385,7 +418,8 @@ async fn answer(
 }
 
 /// One sampled request-log line: the route (data-plane paths by name, anything else as
-/// `other`, so a client's path never reaches the log), status, duration and request id.
+/// `other`) and a standard method name or `OTHER`, so nothing a client chose reaches the log
+/// but its request id; then the status and duration.
 fn log_request(shared: &Shared, head: &RequestHead<'_>, response: &[u8], started: Instant) {
     let route = match head.path {
         VERIFY => "/v2alpha1/admin/apiKeys:verify",
@@ -397,12 +431,22 @@ fn log_request(shared: &Shared, head: &RequestHead<'_>, response: &[u8], started
         VERSION => "/version",
         _ => "other",
     };
+    let method = match head.method {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+        Method::Options => "OPTIONS",
+        Method::Other => "OTHER",
+    };
     let status = response.get(9..12).and_then(|s| std::str::from_utf8(s).ok()).unwrap_or("");
     let request_id = head.request_id.map(String::from_utf8_lossy).unwrap_or_default();
     tracing::info!(
         target: "talos::engine",
         plane = if shared.plane == Plane::Check { "check" } else { "all" },
-        method = %String::from_utf8_lossy(head.method_bytes),
+        method,
         route,
         status,
         duration_us = started.elapsed().as_micros() as u64,
@@ -413,32 +457,22 @@ fn log_request(shared: &Shared, head: &RequestHead<'_>, response: &[u8], started
 
 /// Verify or batch verify from the snapshot. The body is composed first at the end of `out`,
 /// then the head is appended and the two swapped, all inside the one reused buffer.
-#[allow(clippy::too_many_arguments)]
-fn data_plane(
-    shared: &Shared,
-    head: &RequestHead<'_>,
-    headers: &[httparse::Header<'_>],
-    body: &[u8],
-    peer: SocketAddr,
-    keep_alive: bool,
-    out: &mut Vec<u8>,
-    route: DataPlaneRoute,
-) {
+fn data_plane(shared: &Shared, req: &Incoming<'_, '_>, out: &mut Vec<u8>, route: DataPlaneRoute) {
     let started = Instant::now();
     let snapshot = shared.snapshot.load();
-    let client_ip = common::verify::client_ip(shared.verifier.client_ip_source, peer.ip(), |name| {
-        headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+    let client_ip = common::verify::client_ip(shared.verifier.client_ip_source, req.peer.ip(), |name| {
+        req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
     });
     let source = Source {
         verifier: &shared.verifier,
         snapshot: &snapshot,
         store: &*shared.store,
-        bypass: head.cache_bypass,
+        bypass: req.head.cache_bypass,
         client_ip,
         metrics: &shared.metrics.verify,
     };
     let body_at = out.len();
-    match route(&source, body, out) {
+    match route(&source, req.body, out) {
         Ok(extra) => {
             let len = out.len() - body_at;
             let extra_headers: [&[u8]; 2] = [b"content-type: application/json\r\n", &extra];
@@ -447,19 +481,19 @@ fn data_plane(
                 200,
                 len,
                 Some(source.cache_status()),
-                keep_alive,
-                head.request_id,
+                req.persist,
+                req.head.request_id,
                 &extra_headers,
             );
             // [body][head] -> [head][body]
             out[body_at..].rotate_left(len);
-            if head.method == Method::Head {
+            if req.head_only() {
                 out.truncate(out.len() - len);
             }
         }
         Err(err) => {
             out.truncate(body_at);
-            respond::write_error(out, &err, keep_alive, head.method == Method::Head, head.request_id);
+            req.error(out, &err);
         }
     }
     shared.metrics.verify.latency.observe(started.elapsed());
@@ -467,16 +501,13 @@ fn data_plane(
 
 /// Self-revocation on the check plane: the store write runs on its own thread (never on the
 /// worker), and the worker's snapshot holds the revocation before the answer goes out.
-async fn self_revoke(shared: &Shared, head: &RequestHead<'_>, body: &[u8], keep_alive: bool, out: &mut Vec<u8>) {
-    let request: common::self_revoke::SelfRevokeRequest = if body.iter().all(u8::is_ascii_whitespace) {
+async fn self_revoke(shared: &Shared, req: &Incoming<'_, '_>, out: &mut Vec<u8>) {
+    let request: common::self_revoke::SelfRevokeRequest = if req.body.iter().all(u8::is_ascii_whitespace) {
         Default::default()
     } else {
-        match serde_json::from_slice(body) {
+        match serde_json::from_slice(req.body) {
             Ok(r) => r,
-            Err(e) => {
-                let err = common::error::invalid_body(&e);
-                return respond::write_error(out, &err, keep_alive, false, head.request_id);
-            }
+            Err(e) => return req.error(out, &common::error::invalid_body(&e)),
         }
     };
     let (tx, rx) = futures_channel::oneshot::channel();
@@ -495,26 +526,15 @@ async fn self_revoke(shared: &Shared, head: &RequestHead<'_>, body: &[u8], keep_
         Err(_) => Err(ApiError::internal()),
     };
     match result {
-        Ok(_) => respond::write(
-            out,
-            &Response { status: 200, body: b"{}", cache: None, keep_alive, head_only: false },
-            head.request_id,
-        ),
-        Err(err) => respond::write_error(out, &err, keep_alive, false, head.request_id),
+        Ok(_) => req.json(out, 200, b"{}"),
+        Err(err) => req.error(out, &err),
     }
 }
 
-fn health(
-    shared: &Shared,
-    path: &[u8],
-    keep_alive: bool,
-    head_only: bool,
-    request_id: Option<&[u8]>,
-    out: &mut Vec<u8>,
-) {
-    let ready_body;
-    let (status, body): (u16, &[u8]) = match path {
-        HEALTH_ALIVE => (200, br#"{"status":"ok"}"#),
+/// `/health/alive`, `/health/ready` and `/version` on the check plane.
+fn health(shared: &Shared, req: &Incoming<'_, '_>, out: &mut Vec<u8>) {
+    match req.head.path {
+        HEALTH_ALIVE => req.json(out, 200, br#"{"status":"ok"}"#),
         HEALTH_READY => {
             // Ready while the snapshot is fresh: the store answered within max_staleness.
             let age = shared.snapshot.age();
@@ -523,39 +543,28 @@ fn health(
                 let err = ApiError::unavailable("the snapshot is older than snapshot.max_staleness")
                     .with_metadata("snapshot_age_ms", age.as_millis().to_string())
                     .with_metadata("snapshot_revision", snapshot.revision().to_string());
-                respond::write_error(out, &err, keep_alive, head_only, request_id);
-                return;
+                return req.error(out, &err);
             }
-            ready_body = format!(
+            let body = format!(
                 r#"{{"status":"ok","snapshot":{{"revision":{},"keys":{},"age_ms":{}}}}}"#,
                 snapshot.revision(),
                 snapshot.len(),
                 age.as_millis()
             );
-            (200, ready_body.as_bytes())
+            req.json(out, 200, body.as_bytes());
         }
-        _ => (200, concat!(r#"{"version":""#, env!("CARGO_PKG_VERSION"), r#""}"#).as_bytes()),
-    };
-    respond::write(out, &Response { status, body, cache: None, keep_alive, head_only }, request_id);
+        _ => req.json(out, 200, concat!(r#"{"version":""#, env!("CARGO_PKG_VERSION"), r#""}"#).as_bytes()),
+    }
 }
 
 /// Hands a non-data-plane request to the in-process admin service (`talos serve`).
-async fn hand_off(
-    fallback: &crate::Fallback,
-    head: &RequestHead<'_>,
-    headers: &[httparse::Header<'_>],
-    body: &[u8],
-    peer: SocketAddr,
-    keep_alive: bool,
-    out: &mut Vec<u8>,
-) {
-    let head_only = head.method == Method::Head;
-    let request = match build_request(head, headers, body, peer) {
+async fn hand_off(fallback: &crate::Fallback, req: &Incoming<'_, '_>, out: &mut Vec<u8>) {
+    let request = match build_request(req.head, req.headers, req.body, req.peer) {
         Ok(r) => r,
-        Err(err) => return respond::write_error(out, &err, keep_alive, head_only, head.request_id),
+        Err(err) => return req.error(out, &err),
     };
     let Ok(response) = fallback(request).await else {
-        return respond::write_error(out, &ApiError::internal(), keep_alive, head_only, head.request_id);
+        return req.error(out, &ApiError::internal());
     };
     let (parts, body) = response.into_parts();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -579,11 +588,9 @@ async fn hand_off(
         out.extend_from_slice(b"\r\n");
     }
     respond::push_date(out);
-    if !keep_alive {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
+    out.extend_from_slice(req.persist.header());
     out.extend_from_slice(b"\r\n");
-    if !head_only && !no_body {
+    if !req.head_only() && !no_body {
         out.extend_from_slice(&body);
     }
 }

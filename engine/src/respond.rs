@@ -21,12 +21,47 @@ pub enum CacheStatus {
     Skip,
 }
 
+/// Whether the connection stays open after a response, and whether the response says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// The connection closes after this response, which says `connection: close`.
+    Close,
+    /// HTTP/1.1 persistence, the default: nothing to announce.
+    KeepAlive,
+    /// An HTTP/1.0 client asked for keep-alive: it must read `connection: keep-alive` back, or it
+    /// waits for the close (RFC 9112 §9.3 and its Appendix C.2.2).
+    KeepAliveAnnounced,
+}
+
+impl Persist {
+    pub fn of(keep_alive: bool, minor_version: u8) -> Persist {
+        match (keep_alive, minor_version) {
+            (false, _) => Persist::Close,
+            (true, 0) => Persist::KeepAliveAnnounced,
+            (true, _) => Persist::KeepAlive,
+        }
+    }
+
+    pub fn keeps_open(self) -> bool {
+        self != Persist::Close
+    }
+
+    /// The `connection` header line, if any.
+    pub fn header(self) -> &'static [u8] {
+        match self {
+            Persist::Close => b"connection: close\r\n",
+            Persist::KeepAlive => b"",
+            Persist::KeepAliveAnnounced => b"connection: keep-alive\r\n",
+        }
+    }
+}
+
 /// One response under construction.
 pub struct Response<'a> {
     pub status: u16,
     pub body: &'a [u8],
     pub cache: Option<CacheStatus>,
-    pub keep_alive: bool,
+    pub persist: Persist,
     /// HEAD: headers as for GET, no body.
     pub head_only: bool,
 }
@@ -94,7 +129,7 @@ pub fn write(out: &mut Vec<u8>, resp: &Response<'_>, request_id: Option<&[u8]>) 
         resp.status,
         resp.body.len(),
         resp.cache,
-        resp.keep_alive,
+        resp.persist,
         request_id,
         &[b"content-type: application/json\r\n"],
     );
@@ -109,7 +144,7 @@ pub fn write_head(
     status: u16,
     content_length: usize,
     cache: Option<CacheStatus>,
-    keep_alive: bool,
+    persist: Persist,
     request_id: Option<&[u8]>,
     extra: &[&[u8]],
 ) {
@@ -132,16 +167,26 @@ pub fn write_head(
     }
     push_request_id(out, request_id);
     out.extend_from_slice(SECURITY_HEADERS);
-    if !keep_alive {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
+    out.extend_from_slice(persist.header());
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends an error in the Talos envelope (allocates: error paths only).
-pub fn write_error(out: &mut Vec<u8>, err: &ApiError, keep_alive: bool, head_only: bool, request_id: Option<&[u8]>) {
+/// Appends an error in the Talos envelope, with `header`, one more raw header line or nothing
+/// (allocates: error paths only).
+pub fn write_error(
+    out: &mut Vec<u8>,
+    err: &ApiError,
+    header: &[u8],
+    persist: Persist,
+    head_only: bool,
+    request_id: Option<&[u8]>,
+) {
     let body = err.to_json();
-    write(out, &Response { status: err.status, body: &body, cache: None, keep_alive, head_only }, request_id);
+    let lines: [&[u8]; 2] = [b"content-type: application/json\r\n", header];
+    write_head(out, err.status, body.len(), None, persist, request_id, &lines);
+    if !head_only {
+        out.extend_from_slice(&body);
+    }
 }
 
 #[cfg(test)]
@@ -153,7 +198,13 @@ mod tests {
         let mut out = Vec::new();
         write(
             &mut out,
-            &Response { status: 200, body: b"{}", cache: Some(CacheStatus::Hit), keep_alive: false, head_only: false },
+            &Response {
+                status: 200,
+                body: b"{}",
+                cache: Some(CacheStatus::Hit),
+                persist: Persist::Close,
+                head_only: false,
+            },
             Some(b"abc"),
         );
         let text = String::from_utf8(out).unwrap();

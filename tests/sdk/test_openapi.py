@@ -381,6 +381,8 @@ def test_route_table_is_exact(urls: Dict[str, str]) -> None:
                     assert answer.status != 405, what
                 elif methods:
                     assert (answer.status, answer.reason()) == (405, "METHOD_NOT_ALLOWED"), what
+                    allow = {m.strip() for m in answer.headers.get("allow", "").split(",")}
+                    assert methods <= allow, f"{what}: Allow {answer.headers.get('allow')!r}"
                 else:
                     assert (answer.status, answer.reason()) == (404, "NOT_FOUND"), what
                 if answer.status >= 400:

@@ -358,6 +358,10 @@ fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
                     pin_workers: config.serve.pin_workers,
                     log_every: config.serve.data_plane_log_every,
                     metrics,
+                    io_driver: match config.serve.io_driver {
+                        common::config::IoDriverChoice::IoUring => engine::IoDriver::IoUring,
+                        common::config::IoDriverChoice::Epoll => engine::IoDriver::Epoll,
+                    },
                 },
                 verifier,
                 snapshot,

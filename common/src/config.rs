@@ -158,6 +158,15 @@ pub struct Serve {
     /// `serve.pin_workers`: pin data-plane worker `i` to CPU `i` (modulo the CPUs this process
     /// may run on); default off.
     pub pin_workers: bool,
+    /// `serve.io_driver`: `io_uring` or `epoll` for the data-plane event loops.
+    pub io_driver: IoDriverChoice,
+}
+
+/// `serve.io_driver`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDriverChoice {
+    IoUring,
+    Epoll,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -551,6 +560,7 @@ const KEYS: &[KeySpec] = &[
     key("serve.workers", int(1, 1024)),
     key("serve.max_connections_per_worker", int(1, 1_000_000)),
     key("serve.pin_workers", Kind::Bool),
+    key("serve.io_driver", Kind::Enum(&["io_uring", "epoll"])),
     key("credentials.issuer", Kind::Str),
     key("credentials.issuer_retired", Kind::Retired { secret: false }),
     key("credentials.clock_skew", dur(Duration::ZERO, Some(Duration::from_secs(600)))),
@@ -1558,6 +1568,10 @@ fn build_serve(v: &mut Values, report: &mut Report) -> Serve {
         data_plane_log_every: v.int("serve.http.request_log.data_plane_sample_every", 0),
         max_connections_per_worker: v.int("serve.max_connections_per_worker", 10_000),
         pin_workers: v.bool("serve.pin_workers", false),
+        io_driver: match v.str("serve.io_driver").as_deref() {
+            Some("io_uring") => IoDriverChoice::IoUring,
+            _ => IoDriverChoice::Epoll,
+        },
     }
 }
 
@@ -1914,6 +1928,14 @@ mod tests {
             &[],
             |c| format!("{} {} {}", c.serve.max_connections_per_worker, c.serve.pin_workers, c.serve.data_plane_log_every),
             "500 true 100",
+        );
+        check(base!("serve: {io_driver: io_uring}"), &[], |c| format!("{:?}", c.serve.io_driver), "IoUring");
+        check(base!("serve: {}"), &[], |c| format!("{:?}", c.serve.io_driver), "Epoll");
+        check(
+            base!("serve: {io_driver: kqueue}"),
+            &[],
+            NOTHING,
+            "error: serve.io_driver: must be one of \"io_uring\", \"epoll\", got \"kqueue\"",
         );
         check(
             base!("serve: {max_connections_per_worker: 0}"),
@@ -2796,6 +2818,7 @@ serve:
   workers: 2
   max_connections_per_worker: 10000
   pin_workers: false
+  io_driver: epoll
 credentials:
   issuer: https://api.example.com
   issuer_retired: ["https://old.example.com", {value: "https://older.example.com", expires_at: "2999-12-31T23:59:59+01:00"}]

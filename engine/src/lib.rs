@@ -56,6 +56,17 @@ pub struct EngineConfig {
     pub log_every: u64,
     /// Where the workers register their counters.
     pub metrics: Arc<Metrics>,
+    /// How the workers wait for socket readiness.
+    pub io_driver: IoDriver,
+}
+
+/// The kernel interface the workers' event loops use (`serve.io_driver`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDriver {
+    /// io_uring (Linux 5.6+): completions instead of readiness.
+    IoUring,
+    /// epoll readiness, then plain `read`/`write` calls.
+    Epoll,
 }
 
 /// State every worker reads.
@@ -144,6 +155,7 @@ impl Engine {
             let metrics = config.metrics.worker();
             let max_connections = config.max_connections_per_worker.max(1);
             let log_every = config.log_every;
+            let io_driver = config.io_driver;
             let control = control.clone();
             let verifier = verifier.clone();
             let snapshot = snapshot.clone();
@@ -174,14 +186,26 @@ impl Engine {
                     log_every,
                     log_countdown: std::cell::Cell::new(log_every),
                 });
-                let mut runtime = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build() {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot start an engine worker runtime");
-                        return;
-                    }
+                let epoll = |listener, shared| match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                    .enable_timer()
+                    .build()
+                {
+                    Ok(mut rt) => rt.block_on(worker(listener, shared)),
+                    Err(e) => tracing::error!(error = %e, "cannot start an engine worker runtime"),
                 };
-                runtime.block_on(worker(listener, shared));
+                match io_driver {
+                    IoDriver::IoUring => {
+                        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().enable_timer().build() {
+                            Ok(mut rt) => rt.block_on(worker(listener, shared)),
+                            Err(e) => {
+                                // E.g. a container whose seccomp profile forbids io_uring.
+                                tracing::warn!(error = %e, worker = i, "io_uring is unavailable; using epoll");
+                                epoll(listener, shared);
+                            }
+                        }
+                    }
+                    IoDriver::Epoll => epoll(listener, shared),
+                }
             })?;
             handles.push(handle);
         }

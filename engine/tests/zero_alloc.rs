@@ -100,6 +100,7 @@ fn warm_connection_verifies_without_allocating() {
             pin_workers: false,
             log_every: 0,
             metrics: common::metrics::Metrics::new("check"),
+            io_driver: engine::IoDriver::IoUring,
         },
         verifier,
         snapshot,

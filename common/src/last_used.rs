@@ -81,22 +81,15 @@ impl Writer {
         }
     }
 
+    /// One store transaction for the whole batch, which logs no change (see
+    /// `Store::record_last_used`), so recording uses never makes a snapshot refresh.
     fn flush(&self, batch: &mut Vec<LookupId>) {
-        let now = clock::now();
-        for id in batch.drain(..) {
-            let result = self.store.modify(id.kind(), &id.key_id(), &mut |record| {
-                if record.last_used_time.is_some_and(|t| day_of(t) >= day_of(now)) {
-                    // Already recorded today (by another process): refuse, so nothing is written.
-                    return Err(crate::error::ApiError::conflict("already recorded"));
-                }
-                record.last_used_time = Some(now);
-                Ok(None)
-            });
-            if let Err(e) = result {
-                if !matches!(e, crate::store::StoreError::Refused(_) | crate::store::StoreError::NotFound) {
-                    tracing::warn!(error = %e, "cannot record last_used_time");
-                }
-            }
+        if batch.is_empty() {
+            return;
+        }
+        let keys: Vec<(crate::model::KeyKind, String)> = batch.drain(..).map(|id| (id.kind(), id.key_id())).collect();
+        if let Err(e) = self.store.record_last_used(&keys, clock::now()) {
+            tracing::warn!(error = %e, keys = keys.len(), "cannot record last_used_time");
         }
     }
 }

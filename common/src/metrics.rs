@@ -214,10 +214,11 @@ pub enum StoreOp {
     ChangesSince,
     CountActive,
     Ping,
+    RecordLastUsed,
 }
 
 impl StoreOp {
-    const ALL: [StoreOp; 11] = [
+    const ALL: [StoreOp; 12] = [
         StoreOp::Insert,
         StoreOp::InsertBatch,
         StoreOp::Get,
@@ -229,6 +230,7 @@ impl StoreOp {
         StoreOp::ChangesSince,
         StoreOp::CountActive,
         StoreOp::Ping,
+        StoreOp::RecordLastUsed,
     ];
 
     fn label(self) -> &'static str {
@@ -244,6 +246,7 @@ impl StoreOp {
             StoreOp::ChangesSince => "changes_since",
             StoreOp::CountActive => "count_active",
             StoreOp::Ping => "ping",
+            StoreOp::RecordLastUsed => "record_last_used",
         }
     }
 }

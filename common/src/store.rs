@@ -128,6 +128,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// A cheap round trip proving the store answers (for `/health/ready`).
     fn ping(&self) -> Result<(), StoreError>;
+
+    /// Records that `keys` were used at `time` (`last_used_time`), in one transaction. A record
+    /// whose `last_used_time` is already `time` or later is left alone; unknown keys are
+    /// skipped. Unlike every other write, this bumps no revision and logs no change: nothing
+    /// verification reads has changed, so no snapshot needs to refresh for it (at a million keys
+    /// used daily, logging it would rebuild a million snapshot entries a day on every data plane).
+    fn record_last_used(&self, keys: &[(KeyKind, String)], time: Nanos) -> Result<(), StoreError>;
 }
 
 pub mod conformance {
@@ -192,6 +199,24 @@ pub mod conformance {
         assert!(matches!(store.insert(&imported).unwrap(), Inserted::New(_)));
 
         assert_eq!(store.get(KeyKind::Issued, &a.key_id).unwrap().as_ref(), Some(&a));
+
+        // Last use: recorded without a revision or a change, never moved backwards, unknown
+        // keys skipped.
+        let rev_before = store.revision().unwrap();
+        let unknown = (KeyKind::Issued, "00000000-0000-4000-8000-0000000000ee".to_owned());
+        let used = [(KeyKind::Issued, a.key_id.clone()), unknown.clone(), (KeyKind::Imported, imported.key_id.clone())];
+        store.record_last_used(&used, 500).unwrap();
+        store.record_last_used(&used[..1], 400).unwrap();
+        assert_eq!(store.get(KeyKind::Issued, &a.key_id).unwrap().unwrap().last_used_time, Some(500));
+        assert_eq!(store.get(KeyKind::Imported, &imported.key_id).unwrap().unwrap().last_used_time, Some(500));
+        assert_eq!(store.get(KeyKind::Issued, &b.key_id).unwrap().unwrap().last_used_time, None);
+        assert!(store.get(KeyKind::Issued, &unknown.1).unwrap().is_none());
+        assert_eq!(store.revision().unwrap(), rev_before);
+        assert!(store.changes_since(rev_before, 100).unwrap().changes.is_empty());
+        store.record_last_used(&[], 600).unwrap();
+        // The rest of the suite compares whole records.
+        let a = store.get(KeyKind::Issued, &a.key_id).unwrap().unwrap();
+        let imported = store.get(KeyKind::Imported, &imported.key_id).unwrap().unwrap();
         assert_eq!(store.get(KeyKind::Imported, &a.key_id).unwrap(), None);
 
         // Listing order: create_time DESC, key_id DESC; paging by cursor; filters.

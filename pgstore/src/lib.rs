@@ -37,6 +37,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::clock::Nanos;
 use common::error::ApiError;
 use common::model::{KeyKind, KeyRecord, KeyStatus};
 use common::store::{Change, Changes, Inserted, ListQuery, Store, StoreError};
@@ -422,6 +423,30 @@ impl Store for PgStore {
         let revision = self.log_changes(&mut txn, &changed)?;
         txn.commit().map_err(db)?;
         Ok((record, revision))
+    }
+
+    fn record_last_used(&self, keys: &[(KeyKind, String)], time: Nanos) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn()?;
+        let mut txn = begin(&mut conn)?;
+        for kind in [KeyKind::Issued, KeyKind::Imported] {
+            let ids: Vec<&str> = keys.iter().filter(|(k, _)| *k == kind).map(|(_, id)| id.as_str()).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            // No revision, no change log: see the trait.
+            let sql = format!(
+                "UPDATE {} SET record = jsonb_set(record, '{{last_used_time}}', to_jsonb($3::bigint))
+                 WHERE nid = $1 AND key_id = ANY($2)
+                   AND COALESCE((record->>'last_used_time')::bigint, -9223372036854775808) < $3",
+                table(kind)
+            );
+            txn.execute_typed(&sql, &[(&NID, Type::UUID), (&ids, Type::TEXT_ARRAY), (&time, Type::INT8)])
+                .map_err(db)?;
+        }
+        txn.commit().map_err(db)
     }
 
     fn insert_batch(&self, batch: &[KeyRecord]) -> Result<(Vec<bool>, u64), StoreError> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Changes, Inserted, ListQuery, Store, StoreError};
+use crate::clock::Nanos;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, StoreOp};
 use crate::model::{KeyKind, KeyRecord};
@@ -78,5 +79,9 @@ impl Store for MeteredStore {
 
     fn ping(&self) -> Result<(), StoreError> {
         self.timed(StoreOp::Ping, |s| s.ping())
+    }
+
+    fn record_last_used(&self, keys: &[(KeyKind, String)], time: Nanos) -> Result<(), StoreError> {
+        self.timed(StoreOp::RecordLastUsed, |s| s.record_last_used(keys, time))
     }
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{Change, Changes, Cursor, Inserted, ListQuery, Store, StoreError};
+use crate::clock::Nanos;
 use crate::error::ApiError;
 use crate::model::{KeyKind, KeyRecord, KeyStatus};
 
@@ -200,6 +201,28 @@ impl Store for RedbStore {
         let revision = Self::log_changes(&txn, kind, &changed)?;
         txn.commit().map_err(backend)?;
         Ok((record, revision))
+    }
+
+    fn record_last_used(&self, keys: &[(KeyKind, String)], time: Nanos) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(backend)?;
+        for kind in [KeyKind::Issued, KeyKind::Imported] {
+            let (records_def, _, _) = tables(kind);
+            let mut records = txn.open_table(records_def).map_err(backend)?;
+            for (_, key_id) in keys.iter().filter(|(k, _)| *k == kind) {
+                let stored = records.get(key_id.as_str()).map_err(backend)?.map(|v| decode(v.value())).transpose()?;
+                let Some(mut record) = stored else { continue };
+                if record.last_used_time.is_some_and(|t| t >= time) {
+                    continue;
+                }
+                record.last_used_time = Some(time);
+                records.insert(key_id.as_str(), encode(&record).as_slice()).map_err(backend)?;
+            }
+        }
+        // No revision, no change log: see the trait.
+        txn.commit().map_err(backend)
     }
 
     fn insert_batch(&self, batch: &[KeyRecord]) -> Result<(Vec<bool>, u64), StoreError> {

@@ -139,16 +139,16 @@ pub struct VerifyEntry {
     pub expire_time: Nanos,
     /// Empty: any client address.
     pub allowed_cidrs: Box<[IpNet]>,
-    /// The `VerifyApiKeyResponse` body for a successful verification.
-    pub valid_body: Box<[u8]>,
-    /// Header lines (`name: value\r\n`) for a successful single verify: `RateLimit-Policy`, and
-    /// `Cache-Control: no-store` for keys with an IP allowlist (talos-api.md §1.4).
-    pub valid_headers: Box<[u8]>,
     /// Issued keys: the issue second carried in the identifier.
     pub issued_at: i64,
-    /// Issued keys: the expected base58 checksum under each keyring secret (keyring order),
-    /// computed once when the entry is built, so a verify needs neither HMAC nor base58.
-    pub checksums: Box<[Box<[u8]>]>,
+    /// Everything a verify reads beyond the fields above, in one allocation and in the order it
+    /// is read: the expected checksums ([`VerifyEntry::checksums`]), the header lines
+    /// ([`VerifyEntry::valid_headers`]), then the body ([`VerifyEntry::valid_body`]). With a
+    /// million keys nothing is in cache; one allocation read front to back costs one miss where
+    /// separate ones cost one each.
+    rendered: Box<[u8]>,
+    headers_at: u32,
+    body_at: u32,
 }
 
 /// Where verification finds keys: the snapshot (with its identifier index), or one record the
@@ -172,6 +172,69 @@ impl Lookup for Found<'_> {
 }
 
 impl VerifyEntry {
+    /// Lays out `checksums`, `headers` and `body` in one allocation. (Private; its callers
+    /// name every field, so the long parameter list reads as a struct literal would.)
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        id: LookupId,
+        last_used_day: i64,
+        revoked_at: Option<Nanos>,
+        expire_time: Nanos,
+        allowed_cidrs: Box<[IpNet]>,
+        issued_at: i64,
+        checksums: &[String],
+        headers: &[u8],
+        body: &[u8],
+    ) -> Self {
+        let mut rendered =
+            Vec::with_capacity(checksums.iter().map(|c| c.len() + 1).sum::<usize>() + headers.len() + body.len());
+        for checksum in checksums {
+            // A base58 HMAC-SHA256 is 43 or 44 characters: its length fits a byte.
+            rendered.push(u8::try_from(checksum.len()).expect("a checksum is shorter than 256 bytes"));
+            rendered.extend_from_slice(checksum.as_bytes());
+        }
+        let headers_at = rendered.len();
+        rendered.extend_from_slice(headers);
+        let body_at = rendered.len();
+        rendered.extend_from_slice(body);
+        // A record's body is bounded (64 KiB of metadata, 100 scopes): far below 4 GiB.
+        let offset = |at: usize| u32::try_from(at).expect("a rendered answer is smaller than 4 GiB");
+        Self {
+            id,
+            last_used_day: AtomicI64::new(last_used_day),
+            revoked_at,
+            expire_time,
+            allowed_cidrs,
+            issued_at,
+            headers_at: offset(headers_at),
+            body_at: offset(body_at),
+            rendered: rendered.into_boxed_slice(),
+        }
+    }
+
+    /// The `VerifyApiKeyResponse` body for a successful verification.
+    pub fn valid_body(&self) -> &[u8] {
+        &self.rendered[self.body_at as usize..]
+    }
+
+    /// Header lines (`name: value\r\n`) for a successful single verify: `RateLimit-Policy`, and
+    /// `Cache-Control: no-store` for keys with an IP allowlist (talos-api.md §1.4).
+    pub fn valid_headers(&self) -> &[u8] {
+        &self.rendered[self.headers_at as usize..self.body_at as usize]
+    }
+
+    /// Issued keys: the expected base58 checksum under each keyring secret (keyring order),
+    /// computed once when the entry is built, so a verify needs neither HMAC nor base58.
+    pub fn checksums(&self) -> impl Iterator<Item = &[u8]> {
+        let mut rest = &self.rendered[..self.headers_at as usize];
+        std::iter::from_fn(move || {
+            let (&len, tail) = rest.split_first()?;
+            let (checksum, tail) = tail.split_at(usize::from(len).min(tail.len()));
+            rest = tail;
+            Some(checksum)
+        })
+    }
+
     pub fn from_record(record: &KeyRecord, verifier: &Verifier) -> Self {
         let issuer = verifier.issuer.as_str();
         let revoked_at = match record.status {
@@ -197,29 +260,29 @@ impl VerifyEntry {
             KeyKind::Imported => LookupId::Imported(key::parse_hex32(&record.key_id).unwrap_or_default()),
         };
         let issued_at = secs(record.create_time);
-        let checksums: Box<[Box<[u8]>]> = match id {
+        let checksums: Vec<String> = match id {
             LookupId::Issued(uuid) => {
                 let identifier = key::identifier(issued_at, uuid);
                 verifier
                     .keyring
                     .all()
                     .iter()
-                    .map(|secret| key::checksum(&record.token_prefix, &identifier, secret).into_bytes().into())
+                    .map(|secret| key::checksum(&record.token_prefix, &identifier, secret))
                     .collect()
             }
-            LookupId::Imported(_) => Box::default(),
+            LookupId::Imported(_) => Vec::new(),
         };
-        Self {
+        Self::new(
             id,
-            last_used_day: AtomicI64::new(record.last_used_time.map_or(i64::MIN, crate::last_used::day_of)),
+            record.last_used_time.map_or(i64::MIN, crate::last_used::day_of),
             revoked_at,
-            expire_time: record.expire_time,
+            record.expire_time,
             allowed_cidrs,
-            valid_body: render_valid(record, valid_until, issuer).into_boxed_slice(),
-            valid_headers: valid_headers.into_bytes().into_boxed_slice(),
             issued_at,
-            checksums,
-        }
+            &checksums,
+            valid_headers.as_bytes(),
+            &render_valid(record, valid_until, issuer),
+        )
     }
 
     /// The identifier an issued key's entry is indexed by in the snapshot.
@@ -367,7 +430,7 @@ pub enum Answer<'e> {
 impl Answer<'_> {
     pub fn body(&self) -> &[u8] {
         match self {
-            Answer::Key(entry) => &entry.valid_body,
+            Answer::Key(entry) => entry.valid_body(),
             Answer::Derived(body) => body,
         }
     }
@@ -375,7 +438,7 @@ impl Answer<'_> {
     /// Header lines for a single verify's response.
     pub fn headers(&self) -> &[u8] {
         match self {
-            Answer::Key(entry) => &entry.valid_headers,
+            Answer::Key(entry) => entry.valid_headers(),
             Answer::Derived(_) => &[],
         }
     }
@@ -491,7 +554,7 @@ impl Verifier {
                     .keyring
                     .all()
                     .iter()
-                    .zip(entry.checksums.iter())
+                    .zip(entry.checksums())
                     .filter(|(secret, _)| secret.is_active(now_secs))
                     .fold(false, |ok, (_, expected)| ok | key::checksum_eq(parts.checksum, expected));
                 if !checksum_ok
@@ -564,24 +627,15 @@ mod tests {
     }
 
     fn entry(revoked_at: Option<Nanos>, expire_time: Nanos, cidrs: &[&str]) -> VerifyEntry {
-        VerifyEntry {
-            id: LookupId::Issued(Uuid::nil()),
-            last_used_day: AtomicI64::new(0),
-            revoked_at,
-            expire_time,
-            allowed_cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
-            valid_body: Box::from(&b"ok"[..]),
-            valid_headers: Box::default(),
-            issued_at: 0,
-            checksums: Box::default(),
-        }
+        let cidrs = cidrs.iter().map(|c| c.parse().unwrap()).collect();
+        VerifyEntry::new(LookupId::Issued(Uuid::nil()), 0, revoked_at, expire_time, cidrs, 0, &[], b"", b"ok")
     }
 
     #[test]
     fn judge_order_revoked_expired_ip() {
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
         fn ok(r: Result<&VerifyEntry, Rejection>) -> Result<&[u8], Rejection> {
-            r.map(|e| &*e.valid_body)
+            r.map(VerifyEntry::valid_body)
         }
         assert_eq!(ok(judge(None, 5, None)), Err(Rejection::NotFound));
         assert_eq!(ok(judge(Some(&entry(Some(1), 1, &[])), 5, None)), Err(Rejection::Revoked));

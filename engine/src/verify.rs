@@ -72,8 +72,8 @@ impl<'a> Source<'a> {
         Ok(match verifier.verify(credential, &audiences, now, self.client_ip, snapshot) {
             Ok(Answer::Key(entry)) => {
                 self.metrics.count(Outcome::Valid);
-                out.extend_from_slice(&entry.valid_body);
-                Cow::Borrowed(&entry.valid_headers)
+                out.extend_from_slice(entry.valid_body());
+                Cow::Borrowed(entry.valid_headers())
             }
             Ok(Answer::Derived(body)) => {
                 self.metrics.count(Outcome::Valid);

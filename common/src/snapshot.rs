@@ -30,6 +30,9 @@ use crate::verify::{Lookup, LookupId, Verifier, VerifyEntry};
 const CHANGE_BATCH: usize = 10_000;
 /// Records read per batch on a cold load.
 const LOAD_BATCH: usize = 10_000;
+/// Threads a cold load builds entries on, at most, and the fewest records worth a thread.
+const MAX_LOAD_THREADS: usize = 16;
+const MIN_PER_LOAD_THREAD: usize = 500;
 /// The delta is folded into the base once it exceeds this many entries or a quarter of the base.
 const MIN_FOLD: usize = 4_096;
 
@@ -248,8 +251,7 @@ fn cold_load(store: &dyn Store, verifier: &Verifier) -> Result<Snapshot, StoreEr
         let mut after: Option<String> = None;
         loop {
             let batch = store.scan(kind, after.as_deref(), LOAD_BATCH)?;
-            for record in &batch {
-                let entry = Arc::new(VerifyEntry::from_record(record, verifier));
+            for (record, entry) in batch.iter().zip(build_entries(&batch, verifier)) {
                 match kind {
                     KeyKind::Issued => {
                         if let Some(identifier) = entry.identifier() {
@@ -270,6 +272,24 @@ fn cold_load(store: &dyn Store, verifier: &Verifier) -> Result<Snapshot, StoreEr
         }
     }
     Ok(Snapshot { revision, base: Arc::new(base), delta: Tables::default() })
+}
+
+/// Builds the entries of `records` on every available core: rendering each answer and its
+/// checksum under each secret is most of a cold load, and the records are independent.
+fn build_entries(records: &[crate::model::KeyRecord], verifier: &Verifier) -> Vec<Arc<VerifyEntry>> {
+    let build = |chunk: &[crate::model::KeyRecord]| -> Vec<Arc<VerifyEntry>> {
+        chunk.iter().map(|r| Arc::new(VerifyEntry::from_record(r, verifier))).collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_LOAD_THREADS);
+    if threads == 1 || records.len() < 2 * MIN_PER_LOAD_THREAD {
+        return build(records);
+    }
+    let chunk = records.len().div_ceil(threads).max(MIN_PER_LOAD_THREAD);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = records.chunks(chunk).map(|part| scope.spawn(move || build(part))).collect();
+        // A panic while building an entry is a bug; it resurfaces here rather than vanishing.
+        parts.into_iter().flat_map(|part| part.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
 }
 
 struct Refresher {
@@ -328,4 +348,43 @@ pub fn from_records<'a>(
         .map(|r| Change { kind: r.kind, key_id: r.key_id.clone(), record: Some(r.clone()) })
         .collect();
     Snapshot::empty().apply(1, &changes, verifier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::secs;
+    use crate::store::conformance::record;
+    use crate::store::redb::RedbStore;
+
+    fn verifier() -> Verifier {
+        let yaml = "credentials:\n  issuer: http://t\nsecrets:\n  hmac:\n    current: \"snapshot-test-secret-0123456789abcdef\"\n";
+        let (config, _) = crate::config::Config::from_yaml_str(yaml, &Vec::<(String, String)>::new()).unwrap();
+        Verifier::new(&config).unwrap()
+    }
+
+    #[test]
+    fn a_cold_load_over_many_threads_finds_every_key() {
+        // More than one load batch, and enough per batch for the entries to be built in parallel.
+        let count = LOAD_BATCH + 2 * MIN_PER_LOAD_THREAD + 7;
+        let now = clock::now();
+        let records: Vec<_> = (0..count)
+            .map(|i| record(KeyKind::Issued, &uuid::Uuid::from_u128(i as u128 + 1).hyphenated().to_string(), "a", now))
+            .collect();
+        let store = Arc::new(RedbStore::in_memory().unwrap());
+        for chunk in records.chunks(5_000) {
+            store.insert_batch(chunk).unwrap();
+        }
+        let verifier = verifier();
+        let cell = start(store, verifier.clone(), Duration::from_secs(3600)).unwrap();
+        let snapshot = cell.load();
+        assert_eq!(snapshot.len(), count);
+        for (i, r) in records.iter().enumerate().step_by(97) {
+            let id = uuid::Uuid::parse_str(&r.key_id).unwrap();
+            let key = crate::key::generate("ory_ak", secs(now), id, &verifier.keyring);
+            let answer = verifier.verify(&key, &[], now, None, &**snapshot);
+            let Ok(crate::verify::Answer::Key(entry)) = answer else { panic!("key {i}: {answer:?}") };
+            assert_eq!(entry.id, crate::verify::LookupId::Issued(id), "key {i}");
+        }
+    }
 }

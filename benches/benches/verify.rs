@@ -1,10 +1,11 @@
 //! Micro-benchmarks of the verify hot path, stage by stage: key parsing and checksum, the CPU
-//! precheck, the snapshot lookup at 10k and 1M keys, the HTTP head parse, and the whole in-memory
-//! verify with the answer copied into a reused buffer, as a data-plane worker does it.
+//! precheck, the snapshot lookup at 10k and 1M keys, the HTTP head parse, the whole in-memory
+//! verify with the answer copied into a reused buffer, and one request from its bytes to the
+//! response's bytes, as a data-plane worker does it.
 //!
 //! Run with `cargo bench -p talos-benches --bench verify` (add
-//! `-- --warm-up-time 1 --measurement-time 3` for a quick pass). Network, JSON body parsing and
-//! the store are deliberately out of scope: these numbers are the floor under one verify.
+//! `-- --warm-up-time 1 --measurement-time 3` for a quick pass). The network and the store are
+//! deliberately out of scope: these numbers are the floor under one verify.
 
 use std::hint::black_box;
 
@@ -14,6 +15,8 @@ use common::snapshot::Snapshot;
 use common::verify::Verifier;
 use criterion::{criterion_group, criterion_main, Criterion};
 use engine::parse::{self, BodyFraming, MAX_HEADERS};
+use engine::respond::Persist;
+use engine::verify::{Reply, Source};
 use talos_benches::{absent_key_id, identifier, issued_key, snapshot, verifier, verify_request, PREFIX};
 
 /// Distinct ids each lookup benchmark cycles through, so a large map is read across its whole
@@ -152,5 +155,50 @@ fn http_head(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, key_format, precheck, http_head, snapshot_10k, snapshot_1m);
+/// The whole data-plane path of one request, bytes in to response bytes out, as a worker runs
+/// it between a read and a write: frame the head, read the JSON body in place, verify from a
+/// 10k-key snapshot, compose status line, headers and the pre-rendered answer into the reused
+/// write buffer. Only the socket calls are left out.
+fn request_to_response(c: &mut Criterion) {
+    let now = clock::now();
+    let verifier = verifier();
+    let snapshot = snapshot(10_000, now);
+    let store = common::store::redb::RedbStore::in_memory().expect("memory store");
+    let metrics = common::metrics::Metrics::new("check").worker();
+    let valid = verify_request(&issued_key(5_000, now, &verifier));
+    let unknown = verify_request(&key::generate(PREFIX, clock::secs(now), absent_key_id(1), &verifier.keyring));
+    let source = Source {
+        verifier: &verifier,
+        snapshot: &snapshot,
+        store: &store,
+        bypass: false,
+        client_ip: None,
+        metrics: &metrics.verify,
+    };
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    let answer = |request: &[u8], out: &mut Vec<u8>| {
+        out.clear();
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = parse::parse_head(request, &mut headers).expect("frames").expect("is complete");
+        let BodyFraming::Length(n) = head.body else { unreachable!("the fixture has a Content-Length") };
+        let body = &request[head.head_len..head.head_len + n];
+        let reply = Reply {
+            persist: Persist::of(head.keep_alive, head.minor_version),
+            head_only: false,
+            request_id: head.request_id,
+        };
+        engine::verify::respond(engine::verify::verify, &source, body, &reply, out);
+    };
+    answer(&valid, &mut out);
+    assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n") && out.windows(15).any(|w| w == b"\"is_valid\":true"));
+    answer(&unknown, &mut out);
+    assert!(out.windows(16).any(|w| w == b"\"is_valid\":false"));
+
+    let mut group = c.benchmark_group("request_to_response_10k");
+    group.bench_function("valid", |b| b.iter(|| answer(black_box(&valid), &mut out)));
+    group.bench_function("unknown_key", |b| b.iter(|| answer(black_box(&unknown), &mut out)));
+    group.finish();
+}
+
+criterion_group!(benches, key_format, precheck, http_head, request_to_response, snapshot_10k, snapshot_1m);
 criterion_main!(benches);

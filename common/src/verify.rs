@@ -368,12 +368,7 @@ pub fn route<'a>(credential: &'a str, macaroon_prefixes: &[String]) -> Route<'a>
     if looks_like_jwt(credential) {
         return Route::Jwt;
     }
-    let is_macaroon = macaroon_prefixes.iter().any(|p| {
-        credential.len() > p.len() + 4
-            && credential.starts_with(p.as_str())
-            && credential[p.len()..].starts_with("_v1_")
-    });
-    if is_macaroon {
+    if is_macaroon(credential, macaroon_prefixes) {
         return Route::Macaroon;
     }
     match key::parse_issued(credential) {

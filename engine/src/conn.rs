@@ -6,7 +6,6 @@
 //! connection is closed without reading anything after it (RFC 9112 §11.2: no guessing where the
 //! next request starts).
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ use monoio::net::TcpStream;
 use crate::parse::{self, BodyFraming, ChunkedDecoder, Method, RequestHead, MAX_BODY, MAX_HEAD, MAX_HEADERS};
 use crate::respond::{self, Persist, Response};
 
-use crate::verify::{self, Source};
+use crate::verify::{self, Reply, Source};
 use crate::{Plane, Shared};
 
 /// Initial read and write buffers. A verify request is a few hundred bytes and its answer under
@@ -326,8 +325,6 @@ fn reason(snake: &'static str) -> &'static str {
     }
 }
 
-type DataPlaneRoute = for<'a> fn(&Source<'a>, &[u8], &mut Vec<u8>) -> Result<Cow<'a, [u8]>, ApiError>;
-
 /// One complete request, borrowed from the read buffer, and whether its connection stays open:
 /// everything a route needs to answer it.
 struct Incoming<'r, 'b> {
@@ -374,7 +371,7 @@ async fn answer(shared: &Shared, req: &Incoming<'_, '_>, out: &mut Vec<u8>) -> N
     let log = shared.sample_log().then(|| (Instant::now(), out.len()));
     let (head, method) = (req.head, req.head.method);
     let readable = matches!(method, Method::Get | Method::Head);
-    let route: Option<DataPlaneRoute> = match head.path {
+    let route: Option<verify::Route> = match head.path {
         VERIFY => Some(verify::verify),
         BATCH_VERIFY => Some(verify::batch_verify),
         _ => None,
@@ -455,9 +452,8 @@ fn log_request(shared: &Shared, head: &RequestHead<'_>, response: &[u8], started
     );
 }
 
-/// Verify or batch verify from the snapshot. The body is composed first at the end of `out`,
-/// then the head is appended and the two swapped, all inside the one reused buffer.
-fn data_plane(shared: &Shared, req: &Incoming<'_, '_>, out: &mut Vec<u8>, route: DataPlaneRoute) {
+/// Verify or batch verify from the snapshot, composed into `out` by [`verify::respond`].
+fn data_plane(shared: &Shared, req: &Incoming<'_, '_>, out: &mut Vec<u8>, route: verify::Route) {
     let started = Instant::now();
     let snapshot = shared.snapshot.load();
     let client_ip = common::verify::client_ip(shared.verifier.client_ip_source, req.peer.ip(), |name| {
@@ -471,31 +467,8 @@ fn data_plane(shared: &Shared, req: &Incoming<'_, '_>, out: &mut Vec<u8>, route:
         client_ip,
         metrics: &shared.metrics.verify,
     };
-    let body_at = out.len();
-    match route(&source, req.body, out) {
-        Ok(extra) => {
-            let len = out.len() - body_at;
-            let extra_headers: [&[u8]; 2] = [b"content-type: application/json\r\n", &extra];
-            respond::write_head(
-                out,
-                200,
-                len,
-                Some(source.cache_status()),
-                req.persist,
-                req.head.request_id,
-                &extra_headers,
-            );
-            // [body][head] -> [head][body]
-            out[body_at..].rotate_left(len);
-            if req.head_only() {
-                out.truncate(out.len() - len);
-            }
-        }
-        Err(err) => {
-            out.truncate(body_at);
-            req.error(out, &err);
-        }
-    }
+    let reply = Reply { persist: req.persist, head_only: req.head_only(), request_id: req.head.request_id };
+    verify::respond(route, &source, req.body, &reply, out);
     shared.metrics.verify.latency.observe(started.elapsed());
 }
 

@@ -11,8 +11,8 @@
 
 mod conn;
 pub mod parse;
-mod respond;
-mod verify;
+pub mod respond;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

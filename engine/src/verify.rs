@@ -21,7 +21,7 @@ use common::verify::{
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use crate::respond::CacheStatus;
+use crate::respond::{self, CacheStatus, Persist};
 
 /// Where verification reads keys from, for one request.
 pub struct Source<'a> {
@@ -144,6 +144,50 @@ fn is_blank(body: &[u8]) -> Result<bool, ApiError> {
         None => Ok(true),
         Some(b'{') => Ok(false),
         Some(_) => Err(ApiError::bad_request("invalid request body: expected a JSON object")),
+    }
+}
+
+/// A data-plane verify route ([`verify`] or [`batch_verify`]): appends the answer body to the
+/// buffer and returns the extra header lines that go with it.
+pub type Route = for<'a> fn(&Source<'a>, &[u8], &mut Vec<u8>) -> Result<Cow<'a, [u8]>, ApiError>;
+
+/// How one request's response is framed.
+pub struct Reply<'r> {
+    pub persist: Persist,
+    /// HEAD: the headers without the body.
+    pub head_only: bool,
+    /// The client's `x-request-id`, echoed (one is made when absent).
+    pub request_id: Option<&'r [u8]>,
+}
+
+/// Answers one framed verify or batch verify request: the whole response, head and body, is
+/// appended to `out`. The body is written first, then the head after it, and the two swapped in
+/// place, so the answer is composed in the reused buffer without a second one.
+pub fn respond(route: Route, source: &Source<'_>, body: &[u8], reply: &Reply<'_>, out: &mut Vec<u8>) {
+    let body_at = out.len();
+    match route(source, body, out) {
+        Ok(extra) => {
+            let len = out.len() - body_at;
+            let extra_headers: [&[u8]; 2] = [b"content-type: application/json\r\n", &extra];
+            respond::write_head(
+                out,
+                200,
+                len,
+                Some(source.cache_status()),
+                reply.persist,
+                reply.request_id,
+                &extra_headers,
+            );
+            // [body][head] -> [head][body]
+            out[body_at..].rotate_left(len);
+            if reply.head_only {
+                out.truncate(out.len() - len);
+            }
+        }
+        Err(err) => {
+            out.truncate(body_at);
+            respond::write_error(out, &err, b"", reply.persist, reply.head_only, reply.request_id);
+        }
     }
 }
 

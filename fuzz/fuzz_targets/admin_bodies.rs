@@ -16,43 +16,16 @@ use std::sync::{Arc, OnceLock};
 
 use admin::{AdminService, AdminState, Plane};
 use bytes::Bytes;
-use common::config::Config;
 use common::metrics::Metrics;
 use common::model::KeyKind;
 use common::store::redb::RedbStore;
 use common::store::Store;
-use common::verify::Verifier;
 use http::{Method, Request, Response};
 use libfuzzer_sys::fuzz_target;
 
-const CONFIG_YAML: &str = r#"
-credentials:
-  issuer: "https://talos.fuzz.example"
-  api_keys:
-    default_ttl: 720h
-  derived_tokens:
-    jwt:
-      signing_keys:
-        # A throw-away Ed25519 key for this fuzz target only (`talos jwk --kid fuzz`).
-        urls: ["base64://eyJrZXlzIjpbeyJhbGciOiJFZERTQSIsImNydiI6IkVkMjU1MTkiLCJkIjoiVE9sVHJObEVGdGFrUG16WGFKWVpsdzFsZ0tLQmluOGdXSHVXTDJFTmEtYyIsImtpZCI6ImZ1enoiLCJrdHkiOiJPS1AiLCJ1c2UiOiJzaWciLCJ4IjoidUc0ZUFwMFF5MHplVlpPcEZPY1NRampEX1VmY1Y0cUJKeUNGR2lIdDQ1MCJ9XX0="]
-secrets:
-  hmac:
-    current: "fuzz-secret-0123456789abcdef0123456789"
-db:
-  dsn: memory
-"#;
+mod fixture;
 
 const RAW_KEY: &str = "fuzz-imported-raw-key-0123456789";
-
-fn config() -> Arc<Config> {
-    static CONFIG: OnceLock<Arc<Config>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let (config, _) = Config::from_yaml_str(CONFIG_YAML, &Vec::<(String, String)>::new()).expect("config");
-            Arc::new(config)
-        })
-        .clone()
-}
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -128,10 +101,8 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let config = config();
         let store: Arc<dyn Store> = Arc::new(RedbStore::in_memory().expect("memory store"));
-        let verifier = Verifier::new(&config).expect("verifier");
-        let state = AdminState::new(config.clone(), store.clone(), verifier, None, Metrics::new("all"));
+        let state = AdminState::new(fixture::config(), store.clone(), fixture::verifier(), None, Metrics::new("all"));
         let service = AdminService::new(state, Plane::AllInOne);
         runtime().block_on(async {
             let canary = issue(&service, "canary").await;

@@ -15,7 +15,6 @@ use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use common::clock::{self, Nanos, NANOS_PER_SEC};
-use common::config::Config;
 use common::key;
 use common::metrics::{Metrics, WorkerMetrics};
 use common::model::{KeyKind, KeyRecord, KeyStatus, RevocationReason, Visibility};
@@ -28,15 +27,7 @@ use engine::verify::{self, Reply, Route, Source};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 
-const CONFIG_YAML: &str = r#"
-credentials:
-  issuer: "https://talos.fuzz.example"
-secrets:
-  hmac:
-    current: "fuzz-secret-0123456789abcdef0123456789"
-db:
-  dsn: memory
-"#;
+mod fixture;
 
 const LIVE: u128 = 0x1111_2222_3333_4444_5555_6666_7777_8888;
 const REVOKED: u128 = 0x9999_aaaa_bbbb_cccc_dddd_eeee_ffff_0000;
@@ -79,8 +70,7 @@ fn record(bits: u128, now: Nanos, revoked: bool) -> KeyRecord {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let (config, _) = Config::from_yaml_str(CONFIG_YAML, &Vec::<(String, String)>::new()).expect("config");
-        let verifier = Verifier::new(&config).expect("verifier");
+        let verifier = fixture::verifier();
         let now = clock::now();
         let records = [record(LIVE, now, false), record(REVOKED, now, true)];
         let snapshot = snapshot::from_records(&records, &verifier);

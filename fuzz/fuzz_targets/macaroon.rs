@@ -10,27 +10,18 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use common::clock;
-use common::config::Config;
 use common::macaroon::Macaroon;
 use common::snapshot::{self, Snapshot};
 use common::verify::Verifier;
 use libfuzzer_sys::fuzz_target;
 
-const CONFIG_YAML: &str = r#"
-credentials:
-  issuer: "https://talos.fuzz.example"
-secrets:
-  hmac:
-    current: "fuzz-secret-0123456789abcdef0123456789"
-db:
-  dsn: memory
-"#;
+mod fixture;
 
 fn fixture() -> &'static (Verifier, Snapshot, String) {
     static FIXTURE: OnceLock<(Verifier, Snapshot, String)> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let (config, _) = Config::from_yaml_str(CONFIG_YAML, &Vec::<(String, String)>::new()).expect("config");
-        let verifier = Verifier::new(&config).expect("verifier");
+        let config = fixture::config();
+        let verifier = fixture::verifier();
         let prefix = format!("{}_v1_", config.credentials.derived_tokens.macaroon_prefix);
         let snapshot = snapshot::from_records(&[], &verifier);
         (verifier, snapshot, prefix)

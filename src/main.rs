@@ -362,6 +362,7 @@ fn serve(config: Arc<Config>, plane: Option<ServePlane>) -> anyhow::Result<()> {
                         common::config::IoDriverChoice::IoUring => engine::IoDriver::IoUring,
                         common::config::IoDriverChoice::Epoll => engine::IoDriver::Epoll,
                     },
+                    timeouts: config.serve.timeouts,
                 },
                 verifier,
                 snapshot,

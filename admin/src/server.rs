@@ -16,8 +16,6 @@ use tokio::net::TcpListener;
 
 use crate::{respond, AdminService, PeerAddr, MAX_BODY};
 
-/// Time a client has to send a request head (talos-api.md §1.4: read-header 5s).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed accept (e.g. EMFILE) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// How long shutdown waits for in-flight requests.
@@ -48,9 +46,11 @@ async fn hyper_handle(service: AdminService, peer: SocketAddr, req: Request<Inco
 /// finish (up to a grace period).
 pub async fn serve(listener: TcpListener, service: AdminService, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
+    // A client has `serve.http.timeouts.read_header` to send a request head (talos-api.md §1.4).
+    let header_read_timeout = service.state().config.serve.timeouts.read_header;
     let mut builder = hyper::server::conn::http1::Builder::new();
     // half_close: a client that shuts down its write side after the request still gets the answer.
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true).half_close(true);
+    builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout).keep_alive(true).half_close(true);
     tokio::pin!(shutdown);
     let mut last_accept_warning = None;
     loop {

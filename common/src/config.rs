@@ -160,6 +160,35 @@ pub struct Serve {
     pub pin_workers: bool,
     /// `serve.io_driver`: `io_uring` or `epoll` for the data-plane event loops.
     pub io_driver: IoDriverChoice,
+    /// `serve.http.timeouts.*`.
+    pub timeouts: Timeouts,
+}
+
+/// `serve.http.timeouts.*`: how long a client may take (talos-api.md §1.4's server timeouts are
+/// the defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// `read_header` (5s): a request head must be complete this long after its first byte
+    /// (the slowloris bound). Both planes.
+    pub read_header: Duration,
+    /// `read` (15s): the whole request, body included, from its first byte. Data plane.
+    pub read: Duration,
+    /// `write` (15s): a response must be taken by the client within this. Data plane.
+    pub write: Duration,
+    /// `idle` (60s): a keep-alive connection with no request in progress is closed after this.
+    /// Data plane.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            read_header: Duration::from_secs(5),
+            read: Duration::from_secs(15),
+            write: Duration::from_secs(15),
+            idle: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `serve.io_driver`.
@@ -555,6 +584,10 @@ const KEYS: &[KeySpec] = &[
     key("serve.http.trust_forwarded_host", Kind::Bool),
     key("serve.http.request_log.exclude_health_endpoints", Kind::Bool),
     key("serve.http.request_log.data_plane_sample_every", int(0, u32::MAX as u64)),
+    key("serve.http.timeouts.read_header", POSITIVE_DURATION),
+    key("serve.http.timeouts.read", POSITIVE_DURATION),
+    key("serve.http.timeouts.write", POSITIVE_DURATION),
+    key("serve.http.timeouts.idle", POSITIVE_DURATION),
     key("serve.metrics.host", Kind::Str),
     key("serve.metrics.port", PORT),
     key("serve.workers", int(1, 1024)),
@@ -1558,6 +1591,22 @@ fn build_serve(v: &mut Values, report: &mut Report) -> Serve {
             ClientIpSource::RemoteAddr
         }
     };
+    let defaults = Timeouts::default();
+    let timeouts = Timeouts {
+        read_header: v.duration("serve.http.timeouts.read_header").unwrap_or(defaults.read_header),
+        read: v.duration("serve.http.timeouts.read").unwrap_or(defaults.read),
+        write: v.duration("serve.http.timeouts.write").unwrap_or(defaults.write),
+        idle: v.duration("serve.http.timeouts.idle").unwrap_or(defaults.idle),
+    };
+    if timeouts.read < timeouts.read_header {
+        report.problem(
+            "serve.http.timeouts.read",
+            format!(
+                "must not be shorter than serve.http.timeouts.read_header ({})",
+                format_proto_duration(timeouts.read_header)
+            ),
+        );
+    }
     Serve {
         http,
         metrics,
@@ -1572,6 +1621,7 @@ fn build_serve(v: &mut Values, report: &mut Report) -> Serve {
             Some("io_uring") => IoDriverChoice::IoUring,
             _ => IoDriverChoice::Epoll,
         },
+        timeouts,
     }
 }
 
@@ -1928,6 +1978,25 @@ mod tests {
             &[],
             |c| format!("{} {} {}", c.serve.max_connections_per_worker, c.serve.pin_workers, c.serve.data_plane_log_every),
             "500 true 100",
+        );
+        check(
+            base!("serve: {http: {timeouts: {read_header: 1s, read: 2s, write: 3s, idle: 4m}}}"),
+            &[],
+            |c| format!("{:?}", c.serve.timeouts),
+            "Timeouts { read_header: 1s, read: 2s, write: 3s, idle: 240s }",
+        );
+        check(
+            base!("serve: {}"),
+            &[("TALOS_SERVE_HTTP_TIMEOUTS_IDLE", "90s")],
+            |c| format!("{:?}", c.serve.timeouts),
+            "Timeouts { read_header: 5s, read: 15s, write: 15s, idle: 90s }",
+        );
+        check(
+            base!("serve: {http: {timeouts: {read_header: 20s, idle: 0s}}}"),
+            &[],
+            NOTHING,
+            "error: serve.http.timeouts.idle: must be greater than 0, got \"0s\"\n\
+             error: serve.http.timeouts.read: must not be shorter than serve.http.timeouts.read_header (20s)",
         );
         check(base!("serve: {io_driver: io_uring}"), &[], |c| format!("{:?}", c.serve.io_driver), "IoUring");
         check(base!("serve: {}"), &[], |c| format!("{:?}", c.serve.io_driver), "Epoll");
@@ -2812,6 +2881,11 @@ serve:
     request_log:
       exclude_health_endpoints: true
       data_plane_sample_every: 0
+    timeouts:
+      read_header: 5s
+      read: 15s
+      write: 15s
+      idle: 60s
   metrics:
     host: 0.0.0.0
     port: 4422

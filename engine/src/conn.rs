@@ -33,11 +33,6 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 8 * 1024 * 1024;
 /// How long a shed connection may take to receive its 503.
 const SHED_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
-/// A keep-alive connection idle this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// A started request must arrive completely within this time of its first byte (slowloris
-/// bound; talos-api.md §1.4 read timeout).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest encoded body buffered: chunk framing may add overhead to the 1 MiB decoded limit.
 const MAX_ENCODED_BODY: usize = 4 * MAX_BODY;
 
@@ -107,9 +102,12 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
     let mut continue_sent = false;
     // Whether the connection closes because a request was refused unread (a framing error).
     let mut refused = false;
-    // When the first byte of the request being received arrived: the request must be complete
-    // within REQUEST_TIMEOUT of it, however slowly its bytes drip in.
+    // When the first byte of the request being received arrived: its head must be complete
+    // within `timeouts.read_header` of it and the whole request within `timeouts.read`, however
+    // slowly its bytes drip in (slowloris). `head_received` says which bound applies.
     let mut request_started: Option<Instant> = None;
+    let mut head_received = false;
+    let timeouts = shared.timeouts;
     loop {
         // Answer every complete request already buffered.
         let mut next = Next::Continue;
@@ -126,6 +124,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
                 }
             };
             let body_start = start + head.head_len;
+            head_received = true;
             let (body, consumed): (&[u8], usize) = match head.body {
                 BodyFraming::None => (&[], head.head_len),
                 BodyFraming::Length(n) => {
@@ -182,16 +181,19 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
             start += consumed;
             continue_sent = false;
             request_started = None;
+            head_received = false;
             if next == Next::Close {
                 break;
             }
         }
         if !wbuf.is_empty() {
-            let (res, buf) = stream.write_all(wbuf).await;
-            wbuf = buf;
-            wbuf.clear();
-            if res.is_err() {
-                return;
+            // A client that does not take its answers is dropped, not waited for.
+            match monoio::time::timeout(timeouts.write, stream.write_all(wbuf)).await {
+                Ok((Ok(_), buf)) => {
+                    wbuf = buf;
+                    wbuf.clear();
+                }
+                Ok((Err(_), _)) | Err(_) => return,
             }
         }
         busy.set(false);
@@ -227,16 +229,14 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
             rbuf.reserve(rbuf.capacity());
         }
         let timeout = if rbuf.is_empty() {
-            IDLE_TIMEOUT
+            timeouts.idle
         } else {
             let started = *request_started.get_or_insert_with(Instant::now);
-            REQUEST_TIMEOUT.saturating_sub(started.elapsed())
+            let bound = if head_received { timeouts.read } else { timeouts.read_header };
+            bound.saturating_sub(started.elapsed())
         };
         if timeout.is_zero() {
-            let err =
-                ApiError::new(408, "DEADLINE_EXCEEDED", "REQUEST_TIMEOUT", "The request was not received in time");
-            respond::write_error(&mut wbuf, &err, b"", Persist::Close, false, None);
-            let _ = stream.write_all(wbuf).await;
+            request_timed_out(&mut stream, wbuf).await;
             return;
         }
         let filled = rbuf.len();
@@ -252,10 +252,25 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) 
                     request_started = Some(Instant::now());
                 }
             }
-            // A read error, or the idle/request deadline passed: nothing more to answer.
-            Ok((Err(_), _)) | Err(_) => return,
+            // A read error: nothing more to answer.
+            Ok((Err(_), _)) => return,
+            // An idle connection is closed silently; a request in progress is told why.
+            Err(_) => {
+                if filled > 0 {
+                    request_timed_out(&mut stream, wbuf).await;
+                }
+                return;
+            }
         }
     }
+}
+
+/// A request that did not arrive within its read deadline: 408 and a close (RFC 9110 §15.5.9).
+async fn request_timed_out(stream: &mut TcpStream, mut wbuf: Vec<u8>) {
+    let err = ApiError::new(408, "DEADLINE_EXCEEDED", "REQUEST_TIMEOUT", "The request was not received in time");
+    wbuf.clear();
+    respond::write_error(&mut wbuf, &err, b"", Persist::Close, false, None);
+    let _ = monoio::time::timeout(SHED_WRITE_TIMEOUT, stream.write_all(wbuf)).await;
 }
 
 /// After refusing a request, the client may still be sending it. Closing at once would make the

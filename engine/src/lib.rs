@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::config::Timeouts;
 use common::metrics::{Metrics, WorkerMetrics};
 use common::snapshot::SnapshotCell;
 use common::store::Store;
@@ -58,6 +59,8 @@ pub struct EngineConfig {
     pub metrics: Arc<Metrics>,
     /// How the workers wait for socket readiness.
     pub io_driver: IoDriver,
+    /// How long clients may take to send a request, take a response, or sit idle.
+    pub timeouts: Timeouts,
 }
 
 /// The kernel interface the workers' event loops use (`serve.io_driver`).
@@ -90,6 +93,7 @@ struct Shared {
     /// Request log sampling: log one request in `log_every` (0: none); `logged` counts down.
     log_every: u64,
     log_countdown: std::cell::Cell<u64>,
+    timeouts: Timeouts,
 }
 
 impl Shared {
@@ -164,6 +168,7 @@ impl Engine {
             let plane = config.plane;
             let jwks = verifier.derived.public_jwks().map(|j| j.to_string().into_bytes().into_boxed_slice());
             let max_staleness = config.max_staleness;
+            let timeouts = config.timeouts;
             let handle = std::thread::Builder::new().name(format!("talos-engine-{i}")).spawn(move || {
                 if let Some(core) = core {
                     if !core_affinity::set_for_current(core) {
@@ -185,6 +190,7 @@ impl Engine {
                     max_connections,
                     log_every,
                     log_countdown: std::cell::Cell::new(log_every),
+                    timeouts,
                 });
                 let epoll = |listener, shared| match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
                     .enable_timer()

@@ -101,6 +101,7 @@ fn warm_connection_verifies_without_allocating() {
             log_every: 0,
             metrics: common::metrics::Metrics::new("check"),
             io_driver: engine::IoDriver::IoUring,
+            timeouts: common::config::Timeouts::default(),
         },
         verifier,
         snapshot,

@@ -68,8 +68,13 @@ pub fn binary() -> &'static str {
 impl Server {
     /// `talos serve` with an in-memory store.
     pub fn start() -> Server {
+        Server::start_yaml(&config("memory", &secrets(SECRET), ""))
+    }
+
+    /// `talos serve` with the config `yaml`, written to a temporary directory of its own.
+    pub fn start_yaml(yaml: &str) -> Server {
         let dir = TempDir::new();
-        let mut s = Server::start_with(&dir.path("talos.yaml"), &config("memory", &secrets(SECRET), ""), &[]);
+        let mut s = Server::start_with(&dir.path("talos.yaml"), yaml, &[]);
         s._dir = Some(dir);
         s
     }

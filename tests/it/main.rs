@@ -2,6 +2,7 @@
 
 mod cli;
 mod config_errors;
+mod conformance;
 mod crash;
 mod derive;
 mod framing;

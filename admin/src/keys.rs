@@ -369,10 +369,13 @@ pub async fn revoke(state: &AdminState, kind: KeyKind, key_id: &str, req: &Reque
     let (_, revision) = state
         .blocking(move |s| {
             s.modify(kind, &id, &mut |record| {
-                if record.status == KeyStatus::Revoked {
+                let now = clock::now();
+                // A key still in its rotation grace period is cut off now, with this reason: a
+                // key that leaked during the switch must not keep working until the grace ends.
+                if record.status == KeyStatus::Revoked && !record.in_grace(now) {
                     return Err(ApiError::conflict("key is already revoked"));
                 }
-                record.revoke(reason, description.clone(), None, clock::now());
+                record.revoke(reason, description.clone(), None, now);
                 Ok(None)
             })
         })

@@ -187,6 +187,12 @@ impl KeyRecord {
         self.update_time = now;
     }
 
+    /// Whether the key was rotated with a grace period that has not ended: stored REVOKED, yet
+    /// still verifying until its revocation takes effect.
+    pub fn in_grace(&self, now: Nanos) -> bool {
+        self.status == KeyStatus::Revoked && self.revocation_effective_time.is_some_and(|at| at > now)
+    }
+
     /// The status a client sees at `now`: stored REVOKED wins, then a passed expiry reads EXPIRED.
     pub fn status_at(&self, now: Nanos) -> KeyStatus {
         match self.status {

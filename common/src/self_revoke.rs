@@ -54,7 +54,7 @@ pub fn self_revoke(
     let mut already_revoked = false;
     let result = store.modify(id.kind(), &id.key_id(), &mut |record| {
         // A key in a rotation grace period is revoked at once: its holder says it is compromised.
-        let in_grace = record.revocation_effective_time.is_some_and(|at| at > now);
+        let in_grace = record.in_grace(now);
         match record.status_at(now) {
             KeyStatus::Revoked if !in_grace => {
                 already_revoked = true;

@@ -226,6 +226,24 @@ fn rotate_with_grace_period() {
     server
         .post(&format!("/v2alpha1/admin/issuedApiKeys/{old_id}:rotate"), &json!({"grace_period": "-1s"}))
         .assert_error(400, "BAD_REQUEST");
+
+    // An admin revoke during the grace period cuts the old key off at once, with its reason;
+    // once it is revoked for good, a second revoke is the reference's 409.
+    let (old_id, old_secret) = server.issue(&json!({}));
+    let rotate = server.post(&format!("/v2alpha1/admin/issuedApiKeys/{old_id}:rotate"), &json!({"grace_period": "1h"}));
+    assert_eq!(rotate.status, 201, "{}", rotate.text);
+    assert_eq!(server.verify(&old_secret)["is_valid"], true);
+    let revoke = |id: &str| {
+        server.post(
+            &format!("/v2alpha1/admin/issuedApiKeys/{id}:revoke"),
+            &json!({"reason": "REVOCATION_REASON_KEY_COMPROMISE"}),
+        )
+    };
+    assert_eq!(revoke(&old_id).status, 204);
+    assert_eq!(server.verify(&old_secret)["error_code"], "VERIFICATION_ERROR_REVOKED");
+    let old = server.get(&format!("/v2alpha1/admin/issuedApiKeys/{old_id}")).json();
+    assert_eq!(old["revocation_reason"], "REVOCATION_REASON_KEY_COMPROMISE", "{old}");
+    revoke(&old_id).assert_error(409, "CONFLICT");
 }
 
 #[test]

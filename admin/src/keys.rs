@@ -431,6 +431,8 @@ pub async fn update(state: &AdminState, kind: KeyKind, key_id: &str, req: &Reque
             paths.extend(value.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned));
         }
     }
+    // An empty mask (`update_mask=`) is no mask, as for a protobuf FieldMask with no paths.
+    let mask = mask.filter(|paths| !paths.is_empty());
     if let Some(paths) = &mask {
         if paths.iter().any(|p| !UPDATABLE.contains(&p.as_str())) {
             return Err(unknown_mask_path());

@@ -23,17 +23,25 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 async fn hyper_handle(service: AdminService, peer: SocketAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (mut parts, body) = req.into_parts();
-    let resp = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => {
-            parts.extensions.insert(PeerAddr(peer));
-            service.handle(Request::from_parts(parts, collected.to_bytes())).await
-        }
-        Err(e) => {
-            let err = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+    // A declared body over the limit is refused before any of it is waited for.
+    let declared = hyper::body::Body::size_hint(&body).lower();
+    let collected = if declared > MAX_BODY as u64 {
+        Err(ApiError::payload_too_large())
+    } else {
+        Limited::new(body, MAX_BODY).collect().await.map(|c| c.to_bytes()).map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
                 ApiError::payload_too_large()
             } else {
                 ApiError::bad_request("the request body could not be read")
-            };
+            }
+        })
+    };
+    let resp = match collected {
+        Ok(bytes) => {
+            parts.extensions.insert(PeerAddr(peer));
+            service.handle(Request::from_parts(parts, bytes)).await
+        }
+        Err(err) => {
             let mut resp = respond::error(&err);
             respond::finish(&mut resp, &respond::request_id(&parts.headers));
             resp

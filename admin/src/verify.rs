@@ -114,8 +114,6 @@ pub async fn self_revoke(state: &AdminState, req: &Request<Bytes>) -> Handled {
         tokio::task::spawn_blocking(move || common::self_revoke::self_revoke(&*store, &verifier, body, clock::now()))
             .await
             .map_err(|_| ApiError::internal())??;
-    if let Some(revision) = revision {
-        state.publish(revision).await;
-    }
+    state.publish(revision).await;
     Ok(respond::raw_json(StatusCode::OK, &b"{}"[..]))
 }

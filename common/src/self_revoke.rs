@@ -17,14 +17,17 @@ pub struct SelfRevokeRequest {
     pub reason: Option<RevocationReason>,
 }
 
-/// Revokes the key `credential` proves possession of. `Ok(Some(revision))` after a write,
-/// `Ok(None)` when the key was already revoked (idempotent). Blocking: call off async workers.
+/// Revokes the key `credential` proves possession of, and returns the store revision at which
+/// the key reads as revoked: the caller answers once its snapshot holds that revision. For a key
+/// that was already revoked (idempotent: nothing is written) it is the store's current revision,
+/// so a plane whose snapshot still lags behind that earlier revocation catches up before it says
+/// "done". Blocking: call off async workers.
 pub fn self_revoke(
     store: &dyn Store,
     verifier: &Verifier,
     request: SelfRevokeRequest,
     now: Nanos,
-) -> Result<Option<u64>, ApiError> {
+) -> Result<u64, ApiError> {
     let reason = match request.reason.unwrap_or_default() {
         RevocationReason::Unspecified => {
             return Err(ApiError::bad_request("reason is required and must not be REVOCATION_REASON_UNSPECIFIED"))
@@ -82,8 +85,11 @@ pub fn self_revoke(
         Ok(None)
     });
     match result {
-        Ok((_, revision)) => Ok(Some(revision)),
-        Err(StoreError::Refused(_)) if already_revoked => Ok(None),
+        Ok((_, revision)) => Ok(revision),
+        Err(StoreError::Refused(_)) if already_revoked => store.revision().map_err(|e| {
+            tracing::warn!(error = %e, "cannot read the store revision after a repeated self-revocation");
+            ApiError::unavailable("the store is unavailable; try again")
+        }),
         Err(StoreError::Refused(e)) => Err(e),
         Err(StoreError::NotFound) => Err(not_found()),
         // As the admin plane answers a write the store could not take: 503, retry.

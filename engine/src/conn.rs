@@ -504,7 +504,7 @@ async fn self_revoke(shared: &Shared, req: &Incoming<'_, '_>, out: &mut Vec<u8>)
     let snapshot = shared.snapshot.clone();
     let spawned = std::thread::Builder::new().name("talos-self-revoke".into()).spawn(move || {
         let result = common::self_revoke::self_revoke(&*store, &verifier, request, common::clock::now());
-        if let Ok(Some(revision)) = result {
+        if let Ok(revision) = result {
             snapshot.wait_for(revision, Duration::from_millis(100));
         }
         let _ = tx.send(result);

@@ -165,6 +165,9 @@ fn update_mask_semantics() {
     assert_eq!(key["ip_restriction"]["allowed_cidrs"], json!(["127.0.0.1/32"]));
     // The data plane sees the update at once.
     assert_eq!(server.verify(&secret)["scopes"], json!(["z"]));
+    // An empty mask is no mask: the present fields apply.
+    let key = patch(&server, &format!("{path}?update_mask="), &json!({"name": "renamed"})).json();
+    assert_eq!((key["name"].clone(), key["scopes"].clone()), (json!("renamed"), json!(["z"])));
     // Bad input changes nothing.
     patch(&server, &format!("{path}?update_mask=status"), &json!({})).assert_error(400, "BAD_REQUEST");
     patch(&server, &path, &json!({"scopes": "z"})).assert_error(400, "BAD_REQUEST");

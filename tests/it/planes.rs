@@ -57,6 +57,26 @@ fn check_plane_serves_only_the_data_plane() {
     assert_eq!(check.terminate().code(), Some(0));
 }
 
+/// The admin plane refuses a declared body over 1 MiB with a 413 envelope at once, without
+/// waiting for bytes the client may never send.
+#[test]
+fn admin_plane_refuses_an_oversized_body_at_once() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let dir = TempDir::new();
+    let admin = Server::start_with(&dir.path("admin.yaml"), &config("memory", &secrets(SECRET), ""), &["admin"]);
+    let mut stream = std::net::TcpStream::connect(admin.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    stream
+        .write_all(b"POST /v2alpha1/admin/issuedApiKeys HTTP/1.1\r\nhost: t\r\ncontent-length: 2000000\r\n\r\n{")
+        .unwrap();
+    let mut buf = vec![0u8; 8192];
+    let n = stream.read(&mut buf).expect("an answer before the body arrives");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    parse_response(&buf[..n]).assert_error(413, "PAYLOAD_TOO_LARGE");
+}
+
 #[test]
 fn bad_config_lists_every_problem() {
     let dir = TempDir::new();
@@ -116,6 +136,15 @@ pub fn split_planes(dir: &TempDir, yaml: &str) {
     assert_eq!(verdict(&check_a, &other), "VERIFICATION_ERROR_REVOKED");
     eventually(within, || (verdict(&check_b, &other) == "VERIFICATION_ERROR_REVOKED").then_some(()));
     assert_eq!(verdict(&admin, &other), "VERIFICATION_ERROR_REVOKED");
+    // A self-revoke of a key the admin has just revoked answers only once this plane rejects it
+    // too, though its snapshot had not caught up with the admin's revocation yet.
+    let (third_id, third) = admin.issue(&json!({}));
+    eventually(within, || (verdict(&check_b, &third) == "VALID").then_some(()));
+    let resp = admin.post(&format!("/v2alpha1/admin/issuedApiKeys/{third_id}:revoke"), &json!({"reason": 1}));
+    assert_eq!(resp.status, 204);
+    let resp = check_b.post("/v2alpha1/apiKeys:selfRevoke", &json!({"credential": third, "reason": 1}));
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_eq!(verdict(&check_b, &third), "VERIFICATION_ERROR_REVOKED");
 
     // Kill the admin: the check planes keep answering from their snapshots.
     let (_, survivor) = admin.issue(&json!({}));

@@ -155,6 +155,10 @@ impl Lookup for Snapshot {
     fn by_identifier(&self, identifier: &[u8]) -> Option<&VerifyEntry> {
         self.issued(identifier)
     }
+
+    fn indexes_identifiers(&self) -> bool {
+        true
+    }
 }
 
 /// Where the current snapshot lives, shared by the refresher, the readers and the writers.
@@ -386,5 +390,30 @@ mod tests {
             let Ok(crate::verify::Answer::Key(entry)) = answer else { panic!("key {i}: {answer:?}") };
             assert_eq!(entry.id, crate::verify::LookupId::Issued(id), "key {i}");
         }
+    }
+
+    /// A genuine issued key (right checksum) that the snapshot does not hold is NOT_FOUND, as is
+    /// a forged one, while an imported key shaped nothing like an issued one is still found by
+    /// its digest: the identifier index's miss ends only the issued route.
+    #[test]
+    fn an_identifier_the_index_misses_is_not_found() {
+        use crate::verify::{Answer, Rejection};
+        let now = clock::now();
+        let verifier = verifier();
+        let held = uuid::Uuid::from_u128(1);
+        let imported_raw = "sk-live-imported-0123456789";
+        let digest = crate::key::imported_key_id(crate::key::NIL_NID, imported_raw.as_bytes());
+        let imported = record(KeyKind::Imported, &crate::key::hex32(&digest), "a", now);
+        let records = [record(KeyKind::Issued, &held.hyphenated().to_string(), "a", now), imported];
+        let snapshot = from_records(&records, &verifier);
+        let key = |id| crate::key::generate("ory_ak", secs(now), id, &verifier.keyring);
+        assert!(matches!(verifier.verify(&key(held), &[], now, None, &snapshot), Ok(Answer::Key(_))));
+        let absent = key(uuid::Uuid::from_u128(2));
+        assert_eq!(verifier.verify(&absent, &[], now, None, &snapshot).err(), Some(Rejection::NotFound));
+        let mut forged = absent.clone();
+        forged.pop();
+        forged.push('z');
+        assert_eq!(verifier.verify(&forged, &[], now, None, &snapshot).err(), Some(Rejection::NotFound));
+        assert!(matches!(verifier.verify(imported_raw, &[], now, None, &snapshot), Ok(Answer::Key(_))));
     }
 }

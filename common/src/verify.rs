@@ -160,6 +160,12 @@ pub trait Lookup {
     fn by_identifier(&self, _identifier: &[u8]) -> Option<&VerifyEntry> {
         None
     }
+
+    /// Whether [`Lookup::by_identifier`] indexes every issued key this lookup holds, so that an
+    /// identifier it misses is not there at all.
+    fn indexes_identifiers(&self) -> bool {
+        false
+    }
 }
 
 /// A lookup that already happened: the entry read from the store, if any.
@@ -561,7 +567,14 @@ impl Verifier {
                 Some(entry)
             }
             None => {
-                let id = self.lookup_id(credential, self.route(credential), now)?;
+                let route = self.route(credential);
+                if lookup.indexes_identifiers() && matches!(route, Route::Issued(_)) {
+                    // An issued key the identifier index misses is not held, whatever its
+                    // checksum says: NOT_FOUND without spending an HMAC on a key that cannot
+                    // verify (a flood of made-up keys costs little more than valid ones).
+                    return Err(Rejection::NotFound);
+                }
+                let id = self.lookup_id(credential, route, now)?;
                 lookup.by_id(id)
             }
         };

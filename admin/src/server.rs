@@ -21,8 +21,25 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// The one framing rule hyper does not hold itself: an HTTP/1.1 request names its Host (RFC
+/// 9112 §3.2). The rest it holds in its own way, within what RFC 9112 allows: a Content-Length
+/// beside Transfer-Encoding is dropped and the connection closed after the answer (§6.3),
+/// identical duplicate Content-Lengths are folded into one and conflicting ones refused (RFC
+/// 9110 §8.6). The engine in front of `talos serve` refuses all of these outright.
+fn framing_problem(parts: &http::request::Parts) -> Option<&'static str> {
+    (parts.version == http::Version::HTTP_11 && !parts.headers.contains_key(http::header::HOST))
+        .then_some("an HTTP/1.1 request must carry a Host header")
+}
+
 async fn hyper_handle(service: AdminService, peer: SocketAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (mut parts, body) = req.into_parts();
+    if let Some(problem) = framing_problem(&parts) {
+        // Refused unread, and the connection closed: nothing after it is trusted.
+        let mut resp = respond::error(&ApiError::bad_request(problem));
+        respond::finish(&mut resp, &respond::request_id(&parts.headers));
+        resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        return resp.map(Full::new);
+    }
     // A declared body over the limit is refused before any of it is waited for.
     let declared = hyper::body::Body::size_hint(&body).lower();
     let collected = if declared > MAX_BODY as u64 {

@@ -357,14 +357,16 @@ fn read_deadlines_answer_408_and_idle_connections_close() {
 }
 
 /// A client that pipelines verifies and never reads the answers is disconnected once the write
-/// deadline passes, instead of holding its worker's connection for ever.
+/// deadline passes, instead of holding its worker's connection for ever: the engine's open
+/// connection count drops to zero while the client still holds its end unread, and what it
+/// finally reads is fewer answers than it sent requests.
 #[test]
 fn a_client_that_never_reads_is_disconnected() {
     let server = timeout_server();
     let (_, secret) = server.issue(&json!({}));
     let body = json!({ "credential": secret }).to_string();
-    let request = post(&format!("content-length: {}\r\n", body.len()), &body);
-    let burst = request.repeat(1_000);
+    let one = post(&format!("content-length: {}\r\n", body.len()), &body);
+    let burst = one.repeat(1_000);
     let stream = TcpStream::connect(server.addr).unwrap();
     stream.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
     // Send until our writes stall: the server has stopped reading, because it is blocked writing
@@ -375,8 +377,14 @@ fn a_client_that_never_reads_is_disconnected() {
         sent += n;
         assert!(started.elapsed() < Duration::from_secs(60), "the buffers never filled");
     }
-    // Past the server's write deadline (1s), then take everything it wrote.
-    std::thread::sleep(Duration::from_secs(2));
+    // Within the write deadline (1s) the server lets go of the connection, though we still hold
+    // it and have read nothing.
+    let open = |server: &Server| {
+        let text = request(server.metrics_addr, "GET", "/metrics", &[], "").text;
+        sample(&text, r#"talos_engine_connections_open{plane="all"}"#)
+    };
+    eventually(Duration::from_secs(10), || (open(&server) == Some(0.0)).then_some(()));
+    // Take everything it wrote before it did.
     let mut reader = &stream;
     reader.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut received = Vec::new();
@@ -388,7 +396,7 @@ fn a_client_that_never_reads_is_disconnected() {
         received.extend_from_slice(&buf[..n]);
     }
     let answered = received.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count();
-    let requests = sent / request.len();
+    let requests = sent / one.len();
     assert!(answered < requests, "the server answered all {requests} requests: it never let go");
     assert_eq!(server.verify(&secret)["is_valid"], true, "the worker serves on");
 }

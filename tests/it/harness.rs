@@ -286,6 +286,11 @@ pub fn parse_responses(mut bytes: &[u8]) -> Vec<Resp> {
     out
 }
 
+/// The value of one sample (`name{labels}` exactly as exposed) in a `/metrics` text, if present.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// Polls `f` until it returns `Some`, or panics after `limit`.
 pub fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;

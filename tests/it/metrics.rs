@@ -8,12 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{config, eventually, parse_response, request, secrets, Server, TempDir, SECRET};
-
-/// The value of one sample (`name{labels}` exactly as exposed), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
+use crate::harness::{config, eventually, parse_response, request, sample, secrets, Server, TempDir, SECRET};
 
 fn scrape(server: &Server) -> String {
     let resp = request(server.metrics_addr, "GET", "/metrics", &[], "");

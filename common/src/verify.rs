@@ -567,7 +567,8 @@ impl Verifier {
                 Some(entry)
             }
             None => {
-                let route = self.route(credential);
+                // Derived tokens were ruled out above: only the issued/imported split is left.
+                let route = key::parse_issued(credential).map_or(Route::Imported, Route::Issued);
                 if lookup.indexes_identifiers() && matches!(route, Route::Issued(_)) {
                     // An issued key the identifier index misses is not held, whatever its
                     // checksum says: NOT_FOUND without spending an HMAC on a key that cannot

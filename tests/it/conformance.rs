@@ -211,7 +211,8 @@ fn framing_table() {
         } else {
             assert_eq!(responses[1].status, 200, "{}: the follow-up", case.name);
         }
-        if first.status == 200 && case.name != "empty body reads as {}" {
+        // A verify that carried the key answers for it.
+        if first.status == 200 && case.bytes.windows(secret.len()).any(|w| w == secret.as_bytes()) {
             assert_eq!(first.json()["is_valid"], true, "{}: {}", case.name, first.text);
         }
     }
